@@ -1,0 +1,31 @@
+"""fusionkit: fuse differently-exposed photos of one scene into one well-exposed image."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version as _version
+from typing import Any
+
+from .errors import FusionkitError
+from .hookspecs import hookimpl
+from .registry import KINDS, Component
+
+try:
+    __version__ = _version("fusionkit")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+__all__ = ["KINDS", "Component", "FusionkitError", "__version__", "available", "create", "hookimpl"]
+
+
+def create(kind: str, name: str, *args: Any, **options: Any) -> Any:
+    """Build the component ``name`` of ``kind`` (e.g. ``create("student", "se_strip", width=32)``)."""
+    from .plugins import get_registry
+
+    return get_registry().create(kind, name, *args, **options)
+
+
+def available(kind: str | None = None, pattern: str = "*") -> list[Component]:
+    """Registered components, optionally of one kind and matching a glob pattern."""
+    from .plugins import get_registry
+
+    return get_registry().list(kind, pattern)

@@ -1,0 +1,24 @@
+"""fusionkit's reference plugin: the knowledge-distillation fusion method of PAPER.md."""
+
+from fusionkit import hookimpl
+
+from .attention import NoAttention, SqueezeExcite, StripPooling
+from .backbone import KDResNetBackbone
+from .distill import L1FeatureDistill
+from .head import UpsampleHead
+from .students import dense_fusion, kd_baseline, se_strip
+from .teacher import ae
+
+
+@hookimpl
+def register_components(register):
+    register("attention", "none", NoAttention)
+    register("attention", "se", SqueezeExcite)
+    register("attention", "strip", StripPooling, "Strip pooling mixed pooling module (Hou et al., CVPR 2020)")
+    register("backbone", "kd_resnet", KDResNetBackbone, "Student backbone: base convs (skip), 1/4 down, ResBlocks")
+    register("fusion_head", "kd_upsample", UpsampleHead, "Upsample x4, concat skip, channel attention, conv + Tanh")
+    register("distill_loss", "l1_features", L1FeatureDistill, "L1 between paired ResBlock features (paper: 2-2, 4-4, 6-6)")
+    register("student", "kd_baseline", kd_baseline)
+    register("student", "dense_fusion", dense_fusion)
+    register("student", "se_strip", se_strip)
+    register("teacher", "ae", ae)

@@ -1,0 +1,58 @@
+"""The paper's student presets, each a recipe over registered backbone, attention and head components."""
+
+from __future__ import annotations
+
+import fusionkit
+from fusionkit.models import FusionNet
+
+
+def build_student(
+    *,
+    in_channels: int = 3,
+    num_inputs: int = 2,
+    width: int = 64,
+    num_blocks: int = 6,
+    skip: bool = True,
+    spatial_attention: str = "strip",
+    spatial_blocks: int = 2,
+    channel_attention: str = "se",
+    backbone: str = "kd_resnet",
+    head: str = "kd_upsample",
+) -> FusionNet:
+    """Compose backbone -> ``spatial_blocks`` x spatial attention -> head (with channel attention)."""
+    body = fusionkit.create("backbone", backbone, in_channels * num_inputs, width=width, num_blocks=num_blocks)
+    spatial = [fusionkit.create("attention", spatial_attention, body.out_channels) for _ in range(spatial_blocks)]
+    fusion_head = fusionkit.create(
+        "fusion_head",
+        head,
+        body.out_channels,
+        skip_channels=body.skip_channels if skip else 0,
+        out_channels=in_channels,
+        width=width,
+        channel_attention=channel_attention,
+    )
+    return FusionNet(body, spatial, fusion_head, in_channels=in_channels, num_inputs=num_inputs)
+
+
+def kd_baseline(
+    *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=False,
+    spatial_attention="none", spatial_blocks=2, channel_attention="none", backbone="kd_resnet", head="kd_upsample",
+) -> FusionNet:
+    """KDDN student (Hong et al. 2020): no low-level skip, no attention."""
+    return build_student(**locals())
+
+
+def dense_fusion(
+    *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=True,
+    spatial_attention="none", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_upsample",
+) -> FusionNet:
+    """Low-level skip + SE channel attention, no strip pooling (the paper's DenseFusion)."""
+    return build_student(**locals())
+
+
+def se_strip(
+    *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=True,
+    spatial_attention="strip", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_upsample",
+) -> FusionNet:
+    """The paper's Final: low-level skip, SE channel attention, two strip-pooling modules."""
+    return build_student(**locals())
