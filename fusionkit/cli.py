@@ -51,6 +51,15 @@ def plugins(kind: str | None, as_json: bool) -> None:
         click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
 
 
+def _add_commands() -> None:
+    from .cli_train import train
+
+    cli.add_command(train)
+
+
+_add_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     warnings.formatwarning = _one_line_warning

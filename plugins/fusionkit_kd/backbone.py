@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from fusionkit.interfaces import BackboneOutput
 
-from .blocks import ResBlock, conv3x3
+from .blocks import ResBlock, conv3x3, init_weights
 
 
 class KDResNetBackbone(nn.Module):
@@ -29,6 +29,7 @@ class KDResNetBackbone(nn.Module):
         self.out_channels = width
         self.skip_channels = width
         self.feature_channels = [width] * num_blocks
+        init_weights(self)
 
     def forward(self, x: Tensor) -> BackboneOutput:
         low = self.base(x)

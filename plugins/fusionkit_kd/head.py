@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 import fusionkit
 
-from .blocks import conv3x3
+from .blocks import conv3x3, init_weights
 
 
 class Upsample2x(nn.Module):
@@ -47,6 +47,7 @@ class UpsampleHead(nn.Module):
         self.reconstruct = nn.Sequential(
             conv3x3(fused, width), nn.ReLU(inplace=True), conv3x3(width, out_channels), nn.Tanh()
         )
+        init_weights(self.upsample, self.reconstruct)  # the attention block keeps its own init
 
     def forward(self, bottleneck: Tensor, skip: Tensor | None = None) -> Tensor:
         y = self.upsample(bottleneck)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .blocks import ResBlock, conv3x3
+from .blocks import ResBlock, conv3x3, init_weights
 
 
 class AutoEncoderTeacher(nn.Module):
@@ -30,6 +30,7 @@ class AutoEncoderTeacher(nn.Module):
         )
         self.reconstruct = nn.Sequential(conv3x3(width, in_channels), nn.Tanh())
         self.feature_channels = [width] * num_blocks
+        init_weights(self)
 
     def forward(self, x: Tensor, return_features: bool = False):
         y = self.down(x)

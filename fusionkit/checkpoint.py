@@ -1,0 +1,143 @@
+"""Checkpoints that are safe to load: weights in safetensors, the recipe in JSON, training state beside them.
+
+A model checkpoint is ``NAME.safetensors`` (weights; the recipe is also in its metadata) plus
+``NAME.json`` (the recipe: component kind/name/options, colour mode, plugin versions, step).
+Training state (optimizer, scheduler, RNG) is ``NAME.state.pt``, written by fusionkit itself and
+read back with ``torch.load(weights_only=True)``, which never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .atomic import write_atomic, write_json
+from .errors import FusionkitError, UnknownComponentError
+from .plugins import get_registry
+
+FORMAT = "fusionkit-checkpoint/1"
+
+
+class CheckpointError(FusionkitError):
+    """A checkpoint that is missing, unreadable, or needs a plugin that is not installed."""
+
+
+def _option_kind(option: str) -> str | None:
+    """Which component kind a preset option names (``channel_attention`` -> attention)."""
+    if option.endswith("attention"):
+        return "attention"
+    return {"backbone": "backbone", "head": "fusion_head", "distill": "distill_loss"}.get(option)
+
+
+def component_versions(kind: str, name: str, options: dict[str, Any]) -> dict[str, str]:
+    """Distribution -> version for the preset and every component named in its options."""
+    registry = get_registry()
+    used = [(kind, name)] + [(_option_kind(k), v) for k, v in options.items() if isinstance(v, str)]
+    versions = {}
+    for key in used:
+        if key in registry:
+            component = registry.get(*key)
+            versions[component.plugin] = component.version
+    return versions
+
+
+def make_recipe(kind: str, name: str, options: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The JSON recipe that lets ``load_model`` rebuild a model without the user repeating flags."""
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "name": name,
+        "options": dict(options),
+        "plugins": component_versions(kind, name, options),
+        **extra,
+    }
+
+
+def paths(stem: str | Path) -> tuple[Path, Path, Path]:
+    """(weights, recipe, training-state) paths for a checkpoint stem such as ``run/student``."""
+    stem = Path(stem)
+    if stem.suffix == ".safetensors":
+        stem = stem.with_suffix("")
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json"), stem.with_suffix(".state.pt")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def save_model(stem: str | Path, model: nn.Module, recipe: dict[str, Any], state: dict[str, Any] | None = None) -> Path:
+    """Write weights, recipe and (optionally) training state, each atomically; recipe last."""
+    weights_path, recipe_path, state_path = paths(stem)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in unwrap(model).state_dict().items()}
+    metadata = {"fusionkit_recipe": json.dumps(recipe, default=str)}
+    write_atomic(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    if state is not None:
+        write_atomic(state_path, lambda tmp: torch.save(state, tmp))
+    write_json(recipe_path, recipe)
+    return weights_path
+
+
+def read_recipe(stem: str | Path) -> dict[str, Any]:
+    weights_path, recipe_path, _ = paths(stem)
+    if recipe_path.exists():
+        try:
+            return json.loads(recipe_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{recipe_path}: not valid JSON ({exc})") from None
+    if not weights_path.exists():
+        raise CheckpointError(f"checkpoint not found: {weights_path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights_path), "pt") as handle:
+            meta = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    if "fusionkit_recipe" not in meta:
+        raise CheckpointError(f"{weights_path}: no fusionkit recipe beside it or inside it")
+    return json.loads(meta["fusionkit_recipe"])
+
+
+def build_from_recipe(recipe: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
+    """Rebuild the recipe's model; a component from a missing plugin gets a message naming the plugin."""
+    from . import create
+
+    try:
+        return create(recipe["kind"], recipe["name"], **recipe.get("options", {}))
+    except UnknownComponentError as exc:
+        needed = ", ".join(f"{d} {v}" for d, v in recipe.get("plugins", {}).items()) or "unknown plugins"
+        raise CheckpointError(f"{source} needs {needed}: {exc}") from None
+
+
+def load_model(stem: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from its recipe and load its safetensors weights (strict)."""
+    weights_path, _, _ = paths(stem)
+    recipe = read_recipe(stem)
+    model = build_from_recipe(recipe, weights_path)
+    try:
+        tensors = load_file(str(weights_path), device=str(map_location))
+    except (SafetensorError, OSError, FileNotFoundError) as exc:
+        raise CheckpointError(f"{weights_path}: cannot read weights ({exc})") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights_path}: weights do not fit the recipe's model "
+            f"(missing {len(missing)} e.g. {missing[:2]}, unexpected {len(unexpected)} e.g. {unexpected[:2]})"
+        )
+    return model, recipe
+
+
+def load_state(stem: str | Path) -> dict[str, Any] | None:
+    """Training state written by ``save_model``, or None if there is none."""
+    _, _, state_path = paths(stem)
+    if not state_path.exists():
+        return None
+    return torch.load(state_path, map_location="cpu", weights_only=True)

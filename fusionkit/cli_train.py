@@ -1,0 +1,84 @@
+"""``fusionkit train``: parse options into a TrainConfig and call :func:`fusionkit.train.train`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import yaml
+
+from .config import TrainConfig, make_config, read_config_file
+from .errors import FusionkitError
+
+D = TrainConfig()
+
+
+def _key_values(values: tuple[str, ...], option: str) -> dict:
+    parsed = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise FusionkitError(f"{option} takes KEY=VALUE, got {item!r}")
+        parsed[key.replace("-", "_")] = yaml.safe_load(raw)
+    return parsed
+
+
+@click.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or TOML file giving any option below; the command line overrides it.")
+@click.option("--student", help=f"Student preset  [default: {D.student}]")
+@click.option("--teacher", help=f"Teacher preset  [default: {D.teacher}]")
+@click.option("--stage", type=click.Choice(["teacher", "student", "both"]), help="Which stages to run  [default: both]")
+@click.option("--teacher-checkpoint", help="Reuse a trained teacher (run/teacher.safetensors) instead of training one.")
+@click.option("--data", help="Root of the exposure-errors dataset; default: the embedded sample set.")
+@click.option("--expert", help="Ground-truth expert for the test split (a-e)  [default: c]")
+@click.option("--color", type=click.Choice(["rgb", "y"]), help="Fuse RGB, or luma only with DeepFuse chroma  [default: rgb]")
+@click.option("--width", type=int, help=f"Channels of student and teacher  [default: {D.width}; the paper: 64]")
+@click.option("--num-blocks", type=int, help="ResBlocks in student and teacher  [default: 6]")
+@click.option("--attention", help="Attention block for both the channel and spatial slots (any registered attention).")
+@click.option("--channel-attention", help="Channel attention on the fused features (se_strip: se).")
+@click.option("--spatial-attention", help="Bottleneck spatial attention (se_strip: strip).")
+@click.option("--student-option", "student_option", multiple=True, metavar="KEY=VALUE", help="Any other student preset option (repeatable).")
+@click.option("--distill", help=f"Distillation loss component  [default: {D.distill}]")
+@click.option("--distill-option", multiple=True, metavar="KEY=VALUE", help="Option of the distillation loss, e.g. pairs=[[2,2],[4,4],[6,6]].")
+@click.option("--lambda-distill", type=float, help=f"Weight of the distillation term (lambda1)  [default: {D.lambda_distill}]")
+@click.option("--lambda-perceptual", type=float, help=f"Weight of the VGG19 perceptual term (lambda2)  [default: {D.lambda_perceptual}]")
+@click.option("--vgg-weights", type=click.Path(dir_okay=False), help="VGG19 ImageNet state dict (.safetensors or .pth); without one the perceptual term is off.")
+@click.option("--teacher-steps", type=int, help=f"[default: {D.teacher_steps}]")
+@click.option("--student-steps", type=int, help=f"[default: {D.student_steps}]")
+@click.option("--batch-size", type=int, help=f"Pairs per step (per process)  [default: {D.batch_size}]")
+@click.option("--crop", type=int, help=f"Training crop size in pixels  [default: {D.crop}]")
+@click.option("--lr", type=float, help=f"Adam learning rate, cosine-decayed  [default: {D.lr}]")
+@click.option("--grad-clip", type=float, help=f"Gradient-norm clip, 0 for none  [default: {D.grad_clip}]")
+@click.option("--seed", type=int, help=f"[default: {D.seed}]")
+@click.option("--device", help="auto, cpu, cuda or cuda:N  [default: auto]")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), help="Mixed precision  [default: auto = bf16 on CUDA, off on CPU]")
+@click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the model  [default: off]")
+@click.option("--workers", type=int, help=f"DataLoader worker processes  [default: {D.workers}]")
+@click.option("--run-dir", help="Run folder  [default: runs/<student>-<time>]")
+@click.option("--log-every", type=int, help=f"[default: {D.log_every}]")
+@click.option("--checkpoint-every", type=int, help=f"[default: {D.checkpoint_every}]")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this folder exactly where it stopped.")
+def train(config_file, student_option, distill_option, compile_, resume, **options) -> None:
+    """Train the teacher, then the student distilling from it (see docs/training.md)."""
+    from .train import TrainingInterrupted, train as run_training
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if compile_ is not None:
+        given["compile"] = compile_
+    if student_option:
+        given["student_options"] = _key_values(student_option, "--student-option")
+    if distill_option:
+        given["distill_options"] = _key_values(distill_option, "--distill-option")
+    if resume:
+        if given or config_file:
+            raise FusionkitError("--resume continues a run with its saved config; give no other options")
+        config = None
+    else:
+        config = make_config(read_config_file(config_file) if config_file else {}, given)
+    try:
+        run_dir = run_training(config, resume=resume)
+    except TrainingInterrupted as exc:
+        click.echo(f"fusionkit: {exc}", err=True)
+        sys.exit(130)
+    click.echo(f"run folder: {run_dir}")

@@ -1,0 +1,103 @@
+"""What a user watches during and after a run: per-step logs, the loss curve and a picture grid."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .atomic import write_atomic
+
+
+class StepLog:
+    """Appends one record per logged step to ``log.jsonl`` and ``log.csv`` (and TensorBoard if installed)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.jsonl = run_dir / "log.jsonl"
+        self.csv = run_dir / "log.csv"
+        self._tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+        except Exception:  # tensorboard is optional
+            self._tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.jsonl.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        new = not self.csv.exists()
+        with self.csv.open("a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(["stage", "step", "term", "value"])
+            for key, value in record.items():
+                if key not in ("stage", "step") and isinstance(value, (int, float)):
+                    writer.writerow([record["stage"], record["step"], key, value])
+                    if self._tb is not None:
+                        self._tb.add_scalar(f"{record['stage']}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_loss_curves(log_path: Path, out_path: Path) -> Path | None:
+    """One panel per stage, one line per loss term, log-scale y."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_log(log_path)
+    stages = list(dict.fromkeys(r["stage"] for r in records))
+    if not stages:
+        return None
+    fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 3.6), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        rows = [r for r in records if r["stage"] == stage]
+        terms = [k for k in rows[0] if k.startswith("loss")]
+        for term in terms:
+            ax.plot([r["step"] for r in rows], [r[term] for r in rows], label=term)
+        ax.set_title(f"{stage} stage")
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_atomic(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return out_path
+
+
+def image_grid(rows: Sequence[Sequence[torch.Tensor]], pad: int = 4) -> np.ndarray:
+    """Tile rows of (3, H, W) images in [0, 1] into one uint8 HxWx3 array with white gaps."""
+    h = max(img.shape[-2] for row in rows for img in row)
+    w = max(img.shape[-1] for row in rows for img in row)
+    cols = max(len(row) for row in rows)
+    canvas = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            array = (img.detach().float().clamp(0, 1).cpu().permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            if array.shape[2] == 1:
+                array = np.repeat(array, 3, axis=2)
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            canvas[y : y + array.shape[0], x : x + array.shape[1]] = array
+    return canvas
+
+
+def save_grid(path: Path, rows: Sequence[Sequence[torch.Tensor]]) -> Path:
+    import imageio.v3 as iio
+
+    grid = image_grid(rows)
+    return write_atomic(path, lambda tmp: iio.imwrite(tmp, grid, extension=".png"))

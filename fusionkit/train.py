@@ -1,0 +1,418 @@
+"""Two-stage training: the ``ae`` teacher learns ground truth, then the student fuses pairs while
+imitating the frozen teacher's features. CPU or CUDA, torchrun-ready, resumable, atomic checkpoints."""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+import warnings
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from . import create, distributed
+from .atomic import write_json
+from .checkpoint import load_model, load_state, make_recipe, paths, read_recipe, save_model, unwrap
+from .config import TrainConfig, make_config, read_config_file
+from .data.loader import build_loader
+from .data.transforms import from_network_range
+from .errors import FusionkitError, FusionkitWarning
+from .metrics import psnr
+from .perceptual import build_perceptual_loss
+from .pipeline import channels_for, fuse_with_model, network_target, reconstruct_with_teacher, student_input
+from .runlog import StepLog, plot_loss_curves, save_grid
+
+#: Called after every optimiser step with (stage, step, loss terms); returning True stops the run
+#: as Ctrl-C would (a checkpoint is written first).
+StepCallback = Callable[[str, int, dict[str, float]], Any]
+
+
+class TrainingInterrupted(FusionkitError):
+    """The run was stopped (Ctrl-C or a callback) after writing a checkpoint it can resume from."""
+
+
+class NonFiniteLoss(FusionkitError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Stage:
+    """One training stage: which model, how many steps, how a batch becomes a loss."""
+
+    name: str
+    model: nn.Module
+    recipe: dict[str, Any]
+    steps: int
+    loss_fn: Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, Tensor]]]
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    return Path("runs") / f"{config.student}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "numpy": np.random.get_state()[1].tolist()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    np.random.set_state(("MT19937", np.asarray(state["numpy"], dtype=np.uint32), 624, 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def cosine_schedule(steps: int, min_ratio: float) -> Callable[[int], float]:
+    """Learning-rate factor: cosine decay from 1 to ``min_ratio`` over ``steps``."""
+    return lambda step: min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
+class StopRequest:
+    """Turns the first Ctrl-C into a request honoured at the end of the current step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextmanager
+    def installed(self) -> Iterator["StopRequest"]:
+        try:
+            previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: no signal handling, callbacks still work
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    """Runs the configured stages in a run folder; one instance per ``fusionkit train``."""
+
+    def __init__(self, config: TrainConfig, ctx: distributed.DistContext, run_dir: Path, resuming: bool, on_step: StepCallback | None) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.run_dir = run_dir
+        self.resuming = resuming
+        self.on_step = on_step
+        self.device = ctx.device
+        self.cuda = self.device.type == "cuda"
+        self.channels_last = config.channels_last if config.channels_last is not None else self.cuda
+        self.amp_dtype = self._amp_dtype()
+        self.stop = StopRequest()
+        self.log: StepLog | None = None
+        self.teacher: nn.Module | None = None
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.config.amp
+        if amp == "auto":
+            return torch.bfloat16 if self.cuda else None
+        if amp == "fp16" and not self.cuda:
+            raise FusionkitError("--amp fp16 needs CUDA; on CPU use --amp bf16 or off")
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+
+    def say(self, message: str) -> None:
+        if self.ctx.is_main:
+            tqdm.write(message)
+
+    # ----- the whole run -------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Build every named component once before any training, so a typo fails in a second, not after a stage."""
+        config = self.config
+        if config.stage != "student" or not config.teacher_checkpoint:
+            create("teacher", config.teacher, **config.teacher_options())
+        if config.stage != "teacher":
+            create("student", config.student, **config.student_preset_options())
+            create("distill_loss", config.distill, **config.distill_options)
+            if config.vgg_weights and config.lambda_perceptual > 0:
+                build_perceptual_loss(config.vgg_weights)
+
+    def run(self) -> Path:
+        config = self.config
+        self.preflight()
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", config.as_dict())
+            self.log = StepLog(self.run_dir)
+        self.data_root = self._data_root()
+        distributed.barrier(self.ctx)
+        seed_everything(config.seed)
+        with self.stop.installed():
+            teacher = None
+            if config.stage in ("teacher", "both") and not config.teacher_checkpoint:
+                teacher = self._run_stage(self._teacher_stage())
+            if config.stage in ("student", "both"):
+                self.teacher = (teacher or self._load_teacher()).requires_grad_(False).eval()
+                self._run_stage(self._student_stage(self.teacher))
+        if self.ctx.is_main:
+            self.log.close()
+            plot_loss_curves(self.run_dir / "log.jsonl", self.run_dir / "loss_curve.png")
+        distributed.barrier(self.ctx)
+        return self.run_dir
+
+    def _data_root(self) -> Path:
+        if self.config.data:
+            return Path(self.config.data)
+        from .data.sample import ensure_sample  # imports scikit-image; only needed for the sample set
+
+        if self.ctx.is_main:
+            root = ensure_sample()
+        distributed.barrier(self.ctx)
+        return root if self.ctx.is_main else ensure_sample()
+
+    # ----- stages --------------------------------------------------------------------------
+    def _teacher_stage(self) -> Stage:
+        options = self.config.teacher_options()
+        model = create("teacher", self.config.teacher, **options)
+        recipe = make_recipe("teacher", self.config.teacher, options, color=self.config.color, role="teacher")
+        color = self.config.color
+
+        def loss_fn(net: nn.Module, batch: dict[str, Tensor]):
+            target = self._to_device(network_target(batch["target"], color))
+            rec = (net(target).float() - target).abs().mean()
+            return rec, {"loss": rec, "loss_rec": rec}
+
+        return Stage("teacher", model, recipe, self.config.teacher_steps, loss_fn)
+
+    def _load_teacher(self) -> nn.Module:
+        stem = self.config.teacher_checkpoint or self.run_dir / "teacher"
+        teacher, recipe = load_model(stem, map_location="cpu")
+        if recipe.get("kind") != "teacher":
+            raise FusionkitError(f"--teacher-checkpoint {stem}: holds a {recipe.get('kind')}, not a teacher")
+        if recipe.get("color", "rgb") != self.config.color:
+            raise FusionkitError(f"--teacher-checkpoint {stem}: trained with --color {recipe.get('color')}, this run uses {self.config.color}")
+        return self._place(teacher)
+
+    def _student_stage(self, teacher: nn.Module) -> Stage:
+        config = self.config
+        options = config.student_preset_options()
+        model = create("student", config.student, **options)
+        distill = create("distill_loss", config.distill, **config.distill_options)
+        perceptual, perceptual_note = (
+            build_perceptual_loss(config.vgg_weights)
+            if config.lambda_perceptual > 0
+            else (None, "perceptual loss off: --lambda-perceptual 0")
+        )
+        if self.ctx.is_main:
+            if perceptual is None and config.lambda_perceptual > 0:
+                warnings.warn(perceptual_note, FusionkitWarning, stacklevel=2)
+            else:
+                self.say(perceptual_note)
+        perceptual = perceptual.to(self.device) if perceptual is not None else None
+        recipe = make_recipe(
+            "student", config.student, options, color=config.color, role="student", perceptual=perceptual_note,
+            distill={"name": config.distill, "options": config.distill_options},
+            lambdas={"distill": config.lambda_distill, "perceptual": config.lambda_perceptual if perceptual else 0.0},
+        )
+        color = config.color
+
+        def loss_fn(net: nn.Module, batch: dict[str, Tensor]):
+            exposures = batch["inputs"].to(self.device, non_blocking=True)
+            target = self._to_device(network_target(batch["target"], color))
+            output, features = net(self._to_device(student_input(exposures, color)), return_features=True)
+            with torch.no_grad():
+                _, teacher_features = teacher(target, return_features=True)
+            rec = (output.float() - target).abs().mean()
+            kd = distill(features, teacher_features)
+            terms = {"loss_rec": rec, "loss_distill": kd}
+            total = rec + config.lambda_distill * kd
+            if perceptual is not None:
+                perc = perceptual(from_network_range(output.float()), from_network_range(target))
+                terms["loss_perceptual"] = perc
+                total = total + config.lambda_perceptual * perc
+            return total, {"loss": total, **terms}
+
+        return Stage("student", model, recipe, config.student_steps, loss_fn)
+
+    # ----- the engine ----------------------------------------------------------------------
+    def _to_device(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _place(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _run_stage(self, stage: Stage) -> nn.Module:
+        config, ctx = self.config, self.ctx
+        stem = self.run_dir / stage.name
+        model = self._place(stage.model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(stage.steps, config.min_lr_ratio))
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
+        step = 0
+        if self.resuming and paths(stem)[1].exists():
+            saved = read_recipe(stem)
+            loaded, _ = load_model(stem)
+            model.load_state_dict(loaded.state_dict())
+            if saved.get("complete"):
+                self.say(f"{stage.name}: already trained ({saved['step']} steps), reusing {paths(stem)[0]}")
+                return model
+            state = load_state(stem)
+            if state is None:
+                raise FusionkitError(f"--resume: {stem}.state.pt is missing; cannot continue the {stage.name} stage exactly")
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            restore_rng(state["rng"])
+            step = state["step"]
+            self.say(f"{stage.name}: resuming at step {step}/{stage.steps}")
+        net: nn.Module = model
+        if ctx.distributed:
+            net = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.cuda else None)
+        if config.compile:
+            net = torch.compile(net)
+        model.train()
+
+        def checkpoint(complete: bool) -> None:
+            if ctx.is_main:
+                recipe = {**stage.recipe, "step": step, "complete": complete, "config": config.as_dict(), "world_size": ctx.world_size}
+                state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(), "step": step}
+                save_model(stem, model, recipe, state)
+            distributed.barrier(ctx)
+
+        progress = tqdm(total=stage.steps, initial=step, desc=stage.name, disable=not ctx.is_main, dynamic_ncols=True, mininterval=1.0)
+        samples, clock = 0, time.perf_counter()
+        for batch in self._batches(step):
+            if step >= stage.steps:
+                break
+            with self._autocast():
+                loss, terms = stage.loss_fn(net, batch)
+            if distributed.any_rank(ctx, not bool(torch.isfinite(loss))):
+                progress.close()
+                raise NonFiniteLoss(
+                    f"{stage.name} loss became non-finite at step {step + 1}; stopped. The last good "
+                    f"checkpoint is kept in {self.run_dir} (try a lower --lr or --amp off)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            samples += batch["target"].shape[0] * ctx.world_size
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            if ctx.is_main and (step % config.log_every == 0 or step == stage.steps):
+                rate = samples / max(time.perf_counter() - clock, 1e-9)
+                samples, clock = 0, time.perf_counter()
+                self.log.write({"stage": stage.name, "step": step, **values, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate})
+                progress.set_postfix({k.removeprefix("loss_"): f"{v:.4f}" for k, v in values.items()} | {"samples/s": f"{rate:.1f}"})
+            progress.update(1)
+            if self.on_step is not None and self.on_step(stage.name, step, values):
+                self.stop.requested = True
+            if distributed.any_rank(ctx, self.stop.requested):
+                checkpoint(complete=False)
+                progress.close()
+                raise TrainingInterrupted(
+                    f"stopped at {stage.name} step {step}/{stage.steps}; checkpoint written. "
+                    f"Continue with: fusionkit train --resume {self.run_dir}"
+                )
+            if step % config.checkpoint_every == 0 and step < stage.steps:
+                checkpoint(complete=False)
+        progress.close()
+        stage.recipe["replicas_in_sync"] = distributed.replicas_in_sync(ctx, model)
+        if not stage.recipe["replicas_in_sync"]:
+            raise FusionkitError(f"{stage.name}: ranks ended with different weights; please report this")
+        model.eval()
+        if ctx.is_main:
+            stage.recipe.update(self._evaluate(stage.name, model))
+        checkpoint(complete=True)
+        self.say(f"{stage.name}: done, {step} steps -> {paths(stem)[0]}")
+        return model
+
+    def _batches(self, start_step: int) -> Iterator[dict[str, Tensor]]:
+        """Endless batches; epoch e's pairs, crops and order follow (seed, e), so a resumed run sees the same batches."""
+        config = self.config
+        loader = build_loader(
+            self.data_root, "training", pairs="random", crop=config.crop, flip=True, batch_size=config.batch_size,
+            workers=config.workers, seed=config.seed, shuffle=True, distributed=self.ctx.distributed,
+            drop_last=True, device=self.device,
+        )
+        if len(loader) == 0:
+            raise FusionkitError(f"{self.data_root}: fewer training scenes than --batch-size {config.batch_size}")
+        epoch, skip = divmod(start_step, len(loader))
+        while True:
+            loader.set_epoch(epoch)
+            for index, batch in enumerate(loader):
+                if index >= skip:
+                    yield batch
+            skip, epoch = 0, epoch + 1
+
+    # ----- evaluation and pictures ---------------------------------------------------------
+    @torch.no_grad()
+    def _evaluate(self, stage_name: str, model: nn.Module) -> dict[str, Any]:
+        """Validation PSNR on full images and a picture grid (inputs | output | ground truth)."""
+        color = self.config.color
+        pairs = "all" if stage_name == "student" else "low"  # the teacher sees ground truth only
+        loader = build_loader(self.data_root, "validation", pairs=pairs, batch_size=1, seed=self.config.seed)
+        scores, rows = [], []
+        for batch in loader:
+            exposures, target = batch["inputs"].to(self.device), batch["target"].to(self.device)
+            with self._autocast():
+                if stage_name == "teacher":
+                    output = reconstruct_with_teacher(model, target, color)
+                else:
+                    output = fuse_with_model(model, exposures, color)
+            scores.append(float(psnr(output.float().clamp(0, 1), target).mean()))
+            if len(rows) < self.config.grid_pairs:
+                rows.append([*exposures[0], output[0], target[0]] if stage_name == "student" else [target[0], output[0]])
+        if rows:
+            save_grid(self.run_dir / f"{stage_name}_validation.png", rows)
+        result = {"val_psnr": sum(scores) / len(scores) if scores else None, "val_pairs": len(scores)}
+        if scores:
+            self.say(f"{stage_name}: validation PSNR {result['val_psnr']:.2f} dB over {len(scores)} pairs")
+        return result
+
+
+def train(config: TrainConfig | None, *, resume: str | Path | None = None, on_step: StepCallback | None = None) -> Path:
+    """Train as configured (or continue the run in ``resume``); returns the run folder."""
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = run_dir / "config.json"
+        if not saved.exists():
+            raise FusionkitError(f"--resume {run_dir}: no config.json there; is it a fusionkit run folder?")
+        config = make_config(read_config_file(saved))
+    else:
+        config = config or TrainConfig()
+        run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
+        if (run_dir / "config.json").exists():
+            raise FusionkitError(f"--run-dir {run_dir} already holds a run; use --resume {run_dir} or another folder")
+    config.run_dir = str(run_dir)
+    ctx = distributed.setup(config.device)
+    try:
+        return Trainer(config, ctx, run_dir, resume is not None, on_step).run()
+    finally:
+        distributed.teardown(ctx)
