@@ -19,7 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/fusionkit demo
+	$(BIN)/fusionkit plugins
+	$(BIN)/fusionkit train --student se_strip --teacher ae
+	$(BIN)/fusionkit bench --json runs/bench.json --markdown runs/bench.md
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -1,0 +1,194 @@
+"""``fusionkit bench``: quality (PSNR/SSIM per test split) and speed of trained models and training-free methods."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from . import create
+from .checkpoint import load_model
+from .data.loader import build_loader
+from .data.pairs import fixed_pairs
+from .data.transforms import to_network_range
+from .distributed import pick_device
+from .errors import FusionkitError
+from .metrics import psnr, ssim, to_space
+from .models import count_parameters
+from .pipeline import fuse_with_model, reconstruct_with_teacher, student_input
+from .runlog import save_grid
+from .speed import gflops, measure
+
+SPLITS = ("low", "high", "all")
+
+
+@dataclass
+class Candidate:
+    """Something to evaluate: a trained student or teacher, or a training-free method."""
+
+    label: str
+    role: str  # student | teacher | method
+    module: nn.Module
+    color: str = "rgb"
+    source: str = ""
+    rows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def fuse(self, exposures: Tensor, target: Tensor) -> Tensor:
+        if self.role == "student":
+            return fuse_with_model(self.module, exposures, self.color)
+        if self.role == "teacher":
+            return reconstruct_with_teacher(self.module, target, self.color)
+        return self.module(exposures, reference=target).clamp(0, 1)
+
+    def speed_fn(self) -> Callable[[Tensor], Tensor]:
+        """What one inference call is for this candidate, on a (B, K, 3, H, W) batch."""
+        if self.role == "student":
+            return lambda x: self.module(student_input(x, self.color))
+        if self.role == "teacher":
+            return lambda x: self.module(to_network_range(x[:, 0, : self.module.in_channels]))
+        return lambda x: self.module(x, reference=x[:, 0])
+
+
+def load_candidates(checkpoints: list[Path], methods: list[str], device: torch.device) -> list[Candidate]:
+    candidates = []
+    for path in checkpoints:
+        model, recipe = load_model(path, map_location="cpu")
+        role = recipe.get("kind", "student")
+        label = f"{recipe['name']} ({path.parent.name})" if role == "student" else f"{recipe['name']} teacher ({path.parent.name})"
+        candidates.append(Candidate(label, role, model.to(device).eval(), recipe.get("color", "rgb"), str(path)))
+    for name in methods:
+        candidates.append(Candidate(name, "method", create("method", name).to(device).eval(), source="training-free"))
+    return candidates
+
+
+def _split_members() -> dict[str, set[str]]:
+    return {split: {",".join(pair) for pair in fixed_pairs(split)} for split in SPLITS}
+
+
+@torch.no_grad()
+def evaluate_quality(
+    candidates: list[Candidate], data_root: Path, *, expert: str, space: str, device: torch.device,
+    max_scenes: int | None, grid_scenes: int, autocast_dtype: torch.dtype | None,
+) -> list[list[Tensor]]:
+    """Score every candidate on every test pair of ``all`` (``low`` and ``high`` are subsets of it)."""
+    loader = build_loader(data_root, "testing", pairs="all", batch_size=1, expert=expert, device=device)
+    members = _split_members()
+    grid, seen_scenes, teacher_cache = [], [], {}
+    autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    for batch in tqdm(loader, desc="quality", unit="pair", mininterval=1.0):
+        scene, evs = batch["scene"][0], batch["evs"][0]
+        if scene not in seen_scenes:
+            seen_scenes.append(scene)
+        if max_scenes is not None and len(seen_scenes) > max_scenes:
+            break
+        exposures, target = batch["inputs"].to(device), batch["target"].to(device)
+        outputs = []
+        for cand in candidates:
+            key = (cand.label, scene)
+            if cand.role == "teacher" and key in teacher_cache:
+                output = teacher_cache[key]
+            else:
+                with autocast:
+                    output = cand.fuse(exposures, target).float()
+                if cand.role == "teacher":
+                    teacher_cache[key] = output
+            scores = (float(psnr(to_space(output, space), to_space(target, space))), float(ssim(to_space(output, space), to_space(target, space))))
+            for split in SPLITS:
+                if evs in members[split]:
+                    cand.rows.setdefault(split, []).append(scores)
+            outputs.append(output[0])
+        if len(grid) < grid_scenes and evs == "N1,P1" :
+            grid.append([*exposures[0], *outputs, target[0]])
+    return grid
+
+
+def summarise_quality(candidate: Candidate) -> dict[str, dict[str, float]]:
+    result = {}
+    for split in SPLITS:
+        rows = candidate.rows.get(split, [])
+        if rows:
+            result[split] = {
+                "psnr": sum(r[0] for r in rows) / len(rows),
+                "ssim": sum(r[1] for r in rows) / len(rows),
+                "pairs": len(rows),
+            }
+    return result
+
+
+def speed_of(
+    candidate: Candidate, *, size: int, batch: int, device: torch.device, autocast_dtype: torch.dtype | None,
+    channels_last: bool, compile_model: bool, iters: int, warmup: int,
+) -> dict[str, Any]:
+    """Throughput, latency, memory, parameters and GFLOPs per pair at ``size`` x ``size``."""
+    module = candidate.module
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    example = torch.rand(batch, getattr(module, "num_inputs", 2) if candidate.role != "teacher" else 1, 3, size, size, device=device)
+    if candidate.role == "teacher":
+        example = example.expand(-1, 2, -1, -1, -1)
+    fn = candidate.speed_fn()
+    flops = gflops(fn, example[:1])
+    if compile_model and candidate.role != "method":
+        candidate.module = torch.compile(module)
+        fn = candidate.speed_fn()
+    figures = measure(fn, example, warmup=warmup, iters=iters, autocast_dtype=autocast_dtype)
+    candidate.module = module
+    return {**figures, "parameters": count_parameters(module), "gflops_per_pair": flops, "size": size, "batch": batch}
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"device": str(device), "cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run_bench(
+    *, data_root: Path, checkpoints: list[Path], methods: list[str], expert: str = "c", space: str = "rgb",
+    device: str = "auto", amp: str = "auto", channels_last: bool | None = None, compile_model: bool = False,
+    size: int = 512, batch: int = 1, iters: int | None = None, warmup: int = 3, max_scenes: int | None = None,
+    grid_path: Path | None = None, grid_scenes: int = 3, speed: bool = True,
+) -> dict[str, Any]:
+    """Evaluate every candidate's quality on the test split and its speed; returns the full report."""
+    dev = pick_device(device)
+    cuda = dev.type == "cuda"
+    if amp == "fp16" and not cuda:
+        raise FusionkitError("--amp fp16 needs CUDA; on CPU use --amp bf16 or off")
+    autocast_dtype = {"auto": torch.bfloat16 if cuda else None, "bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+    channels_last = cuda if channels_last is None else channels_last
+    candidates = load_candidates(checkpoints, methods, dev)
+    grid = evaluate_quality(
+        candidates, data_root, expert=expert, space=space, device=dev, max_scenes=max_scenes,
+        grid_scenes=grid_scenes if grid_path else 0, autocast_dtype=autocast_dtype,
+    )
+    if grid_path and grid:
+        save_grid(grid_path, grid)
+    report = {
+        "machine": machine_info(dev),
+        "settings": {"data": str(data_root), "expert": expert, "metric_space": space, "amp": amp, "channels_last": channels_last,
+                     "compile": compile_model, "size": size, "batch": batch},
+        "columns": ["inputs (2)", *[c.label for c in candidates], "ground truth"],
+        "models": [],
+    }
+    for cand in candidates:
+        entry = {"label": cand.label, "role": cand.role, "source": cand.source, "quality": summarise_quality(cand)}
+        if speed:
+            entry["speed"] = speed_of(
+                cand, size=size, batch=batch, device=dev, autocast_dtype=autocast_dtype, channels_last=channels_last,
+                compile_model=compile_model, iters=iters or (50 if cuda else 5), warmup=warmup,
+            )
+        report["models"].append(entry)
+    return report

@@ -1,0 +1,80 @@
+"""``fusionkit bench`` and ``fusionkit fuse``: thin wrappers over :mod:`fusionkit.bench` and :mod:`fusionkit.fuse`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .errors import FusionkitError
+
+
+@click.command()
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset root (exposure-errors layout); default: the embedded sample set.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(), help="A student/teacher .safetensors or a run folder; repeatable. Default: the latest run in runs/.")
+@click.option("--methods", default="mertens,mean,best_input", show_default=True, help="Training-free methods to compare (comma-separated; '' for none).")
+@click.option("--expert", default="c", show_default=True, help="Ground-truth expert of the test split.")
+@click.option("--metric-space", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True, help="Compute PSNR/SSIM on RGB or on luma.")
+@click.option("--size", default=512, show_default=True, help="Square size (pixels) of the speed measurement.")
+@click.option("--batch", default=1, show_default=True, help="Pairs per call in the speed measurement.")
+@click.option("--iters", type=int, help="Timed calls per model  [default: 5 on CPU, 50 on CUDA]")
+@click.option("--warmup", default=3, show_default=True, help="Untimed calls before timing.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True, help="auto = bf16 on CUDA, off on CPU.")
+@click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
+@click.option("--compile/--no-compile", "compile_model", default=False, show_default=True)
+@click.option("--max-scenes", type=int, help="Evaluate only the first N test scenes.")
+@click.option("--no-speed", is_flag=True, help="Skip the speed measurement.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every figure as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Write the table as Markdown.")
+@click.option("--grid", "grid_path", type=click.Path(dir_okay=False), help="PNG grid: inputs | each model | ground truth  [default: bench_grid.png next to --json, or none]")
+def bench(data, checkpoints, methods, expert, metric_space, size, batch, iters, warmup, device, amp, channels_last, compile_model,
+          max_scenes, no_speed, json_path, csv_path, markdown_path, grid_path) -> None:
+    """PSNR / SSIM on the low, high and all test splits, and speed, side by side."""
+    from .bench import run_bench
+    from .report import format_table, write_report
+    from .runs import checkpoints_in, latest_run
+
+    if checkpoints:
+        paths = [p for c in checkpoints for p in checkpoints_in(c)]
+    else:
+        run = latest_run()
+        paths = checkpoints_in(run) if run else []
+        click.echo(f"evaluating run {run}" if run else "no trained run in runs/: comparing training-free methods only (train with `fusionkit train`)", err=True)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not paths and not names:
+        raise FusionkitError("nothing to evaluate: give --checkpoint or --methods")
+    if data is None:
+        from .data.sample import ensure_sample
+
+        data = ensure_sample()
+    if grid_path is None and json_path:
+        grid_path = str(Path(json_path).with_name("bench_grid.png"))
+    report = run_bench(
+        data_root=Path(data), checkpoints=paths, methods=names, expert=expert, space=metric_space, device=device, amp=amp,
+        channels_last=channels_last, compile_model=compile_model, size=size, batch=batch, iters=iters, warmup=warmup,
+        max_scenes=max_scenes, grid_path=Path(grid_path) if grid_path else None, speed=not no_speed,
+    )
+    click.echo(format_table(report))
+    write_report(report, Path(json_path) if json_path else None, Path(csv_path) if csv_path else None, Path(markdown_path) if markdown_path else None)
+    if grid_path:
+        click.echo(f"grid: {grid_path}", err=True)
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Fused image (.png, .jpg or .tif).")
+@click.option("--checkpoint", type=click.Path(), help="Student checkpoint  [default: the latest run's student]")
+@click.option("--method", help="A training-free method instead of a checkpoint (e.g. mertens).")
+@click.option("--tile", type=int, help="Fuse in tiles of this size (multiple of 4) to bound memory on large photos.")
+@click.option("--overlap", default=64, show_default=True, help="Overlap between tiles, in pixels.")
+@click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="Output bit depth (16 for PNG/TIFF).")
+@click.option("--device", default="auto", show_default=True)
+def fuse(inputs, output, checkpoint, method, tile, overlap, bits, device) -> None:
+    """Fuse differently-exposed photos of one scene (e.g. under.jpg over.jpg) into OUTPUT."""
+    from .fuse import fuse_files
+
+    written = fuse_files([Path(p) for p in inputs], Path(output), checkpoint=Path(checkpoint) if checkpoint else None,
+                         method=method, tile=tile, overlap=overlap, bits=int(bits), device=device)
+    click.echo(f"wrote {written}")
