@@ -167,3 +167,22 @@ def test_torchrun_two_processes_gloo(dataset, tmp_path):
         recipe = read_recipe(run_dir / stage)
         assert recipe["world_size"] == 2 and recipe["replicas_in_sync"] is True and recipe["step"] == 4
     assert len([r for r in logged(run_dir, "student")]) == 4  # only rank 0 logs
+
+
+def test_ctrl_c_writes_checkpoint_and_exits_130(dataset, tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "sigint"
+    command = [sys.executable, "-m", "fusionkit", "train", "--data", str(dataset), "--run-dir", str(run_dir), "--width", "8",
+               "--crop", "32", "--batch-size", "2", "--teacher-steps", "100000", "--lambda-perceptual", "0", "--log-every", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run_dir / "log.jsonl").exists() and (run_dir / "log.jsonl").read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert f"--resume {run_dir}" in stderr and "Traceback" not in stderr
+    recipe = read_recipe(run_dir / "teacher")
+    assert recipe["step"] >= 2 and not recipe["complete"]
