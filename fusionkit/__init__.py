@@ -20,8 +20,9 @@ __all__ = ["KINDS", "Component", "FusionkitError", "__version__", "available", "
 def create(kind: str, name: str, *args: Any, **options: Any) -> Any:
     """Build the component ``name`` of ``kind`` (e.g. ``create("student", "se_strip", width=32)``)."""
     from .plugins import get_registry
+    from .registry import active_registry
 
-    return get_registry().create(kind, name, *args, **options)
+    return (active_registry() or get_registry()).create(kind, name, *args, **options)
 
 
 def available(kind: str | None = None, pattern: str = "*") -> list[Component]:

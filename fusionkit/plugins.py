@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from importlib.metadata import entry_points
 from typing import Iterable
@@ -26,11 +27,16 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+def _normalise(name: str) -> str:
+    """Distribution names compare as pip compares them (PEP 503): case, '-', '_' and '.' alike."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _allowed() -> set[str] | None:
     value = os.environ.get(LOAD_PLUGINS_ENV)
     if value is None:
         return None
-    return {part.strip() for part in value.split(",") if part.strip()}
+    return {_normalise(part.strip()) for part in value.split(",") if part.strip()}
 
 
 def load_entry_points(pm: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
@@ -43,9 +49,7 @@ def load_entry_points(pm: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist_name = ep.dist.name if ep.dist else ep.name
         version = ep.dist.version if ep.dist else ""
-        if allowed is not None and not allowed & {ep.name, dist_name}:
-            continue
-        if pm.has_plugin(ep.name):
+        if allowed is not None and not allowed & {_normalise(ep.name), _normalise(dist_name)}:
             continue
         try:
             plugin = ep.load()
@@ -57,8 +61,18 @@ def load_entry_points(pm: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
                 stacklevel=2,
             )
             continue
-        pm.register(plugin, name=ep.name)
-        owners[ep.name] = (dist_name, version)
+        if pm.is_registered(plugin):  # a second entry point naming an already loaded module
+            warnings.warn(
+                f"plugin {ep.name!r} from {dist_name} {version} is the module already loaded as "
+                f"{pm.get_name(plugin)!r}; skipped",
+                FusionkitWarning,
+                stacklevel=2,
+            )
+            continue
+        # entry-point names are unique within a distribution only
+        name = ep.name if not pm.has_plugin(ep.name) else f"{dist_name}:{ep.name}"
+        pm.register(plugin, name=name)
+        owners[name] = (dist_name, version)
     return owners
 
 
@@ -90,7 +104,11 @@ def build_registry(extra_plugins: Iterable[object] = (), entry_points_too: bool 
     pm = plugin_manager()
     owners = load_entry_points(pm) if entry_points_too else {}
     for index, plugin in enumerate(extra_plugins):
+        if pm.is_registered(plugin):  # already loaded from its entry point
+            continue
         name = getattr(plugin, "__name__", None) or f"plugin-{index}"
+        if pm.has_plugin(name):
+            name = f"{name}-{index}"
         pm.register(plugin, name=name)
     return collect(Registry(), pm, owners)
 

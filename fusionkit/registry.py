@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import fnmatch
 import inspect
@@ -28,6 +29,15 @@ KINDS = (
     "method",
     "dataset",
 )
+
+
+#: The registry whose ``create`` is running, so the parts a preset builds by name come from it.
+_active: contextvars.ContextVar["Registry | None"] = contextvars.ContextVar("fusionkit_registry", default=None)
+
+
+def active_registry() -> "Registry | None":
+    """The registry currently building a component, if any (see ``fusionkit.create``)."""
+    return _active.get()
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,11 @@ class Registry:
         """Build a component, checking its options against the factory's signature first."""
         component = self.get(kind, name)
         _check_options(component, args, options)
-        return component.factory(*args, **options)
+        token = _active.set(self)
+        try:
+            return component.factory(*args, **options)
+        finally:
+            _active.reset(token)
 
     def names(self, kind: str) -> list[str]:
         return sorted(n for k, n in self._components if k == kind)

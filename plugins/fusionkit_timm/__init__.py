@@ -7,6 +7,7 @@ from functools import partial
 from timm.layers import create_attn
 
 from fusionkit import hookimpl
+from fusionkit.errors import ComponentOptionError
 
 #: timm name -> (name in fusionkit, summary). timm's "se" and "strip" are registered with a
 #: ``timm_`` prefix so they do not collide with the reference plugin's blocks of the same names.
@@ -30,7 +31,10 @@ TIMM_ATTENTION = {
 
 def timm_attention(timm_name: str, channels: int, **options):
     """Build timm's attention block ``timm_name`` for ``channels`` (options go to timm)."""
-    return create_attn(timm_name, channels, **options)
+    try:
+        return create_attn(timm_name, channels, **options)
+    except TypeError as exc:  # timm reports a misspelt option as a plain TypeError
+        raise ComponentOptionError(f"attention {timm_name!r} (timm): {exc}") from None
 
 
 @hookimpl
