@@ -52,9 +52,12 @@ def plugins(kind: str | None, as_json: bool) -> None:
 
 
 def _add_commands() -> None:
+    from .cli_bench import bench, fuse
+    from .cli_data import data
     from .cli_train import train
 
-    cli.add_command(train)
+    for command in (data, train, bench, fuse):
+        cli.add_command(command)
 
 
 _add_commands()

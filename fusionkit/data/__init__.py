@@ -1,0 +1,50 @@
+"""Data layer: Afifi et al.'s exposure-errors layout, exposure pairs, transforms, the embedded sample set."""
+
+from .errors import DatasetLayoutError, DataOptionError, ImageFileError
+from .io import read_image, write_image
+from .layout import EVS, SPLITS, Scene, SceneIndex, find_scenes
+from .loader import ExposurePairs, build_loader
+from .pairs import PAIR_MODES, fixed_pairs
+from .sample import default_sample_dir, ensure_sample, read_manifest
+from .transforms import (
+    NormStats,
+    fuse_chroma,
+    from_network_range,
+    random_crop,
+    random_flip,
+    rgb_to_ycbcr,
+    std_denormalize,
+    std_normalize,
+    to_network_range,
+    ycbcr_to_rgb,
+)
+
+__all__ = [
+    "EVS",
+    "PAIR_MODES",
+    "SPLITS",
+    "DataOptionError",
+    "DatasetLayoutError",
+    "ExposurePairs",
+    "ImageFileError",
+    "NormStats",
+    "Scene",
+    "SceneIndex",
+    "build_loader",
+    "default_sample_dir",
+    "ensure_sample",
+    "find_scenes",
+    "fixed_pairs",
+    "from_network_range",
+    "fuse_chroma",
+    "random_crop",
+    "random_flip",
+    "read_image",
+    "read_manifest",
+    "rgb_to_ycbcr",
+    "std_denormalize",
+    "std_normalize",
+    "to_network_range",
+    "write_image",
+    "ycbcr_to_rgb",
+]

@@ -1,0 +1,139 @@
+"""Image files <-> float32 RGB tensors in [0, 1], channel first, through imageio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..atomic import atomic_path
+from .errors import ImageFileError
+
+#: File name endings the readers accept, compared case-insensitively.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_OPENCV_HINT = "16-bit colour PNG needs OpenCV (pip install opencv-python-headless), or use 16-bit TIFF"
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image(path: str | os.PathLike) -> Tensor:
+    """Decode ``path`` to float32 (3, H, W) in [0, 1].
+
+    8-bit files are divided by 255, 16-bit PNG/TIFF by 65535; grey becomes three equal channels;
+    an alpha channel is dropped as it is (not composited on any background).
+    """
+    path = Path(path)
+    try:
+        array = _decode(path)
+    except ImageFileError:
+        raise
+    except FileNotFoundError:
+        raise ImageFileError(f"image file not found: {path}") from None
+    except Exception as exc:  # imageio and its plugins raise many types for bad data
+        raise ImageFileError(f"cannot read image {path}: {_reason(exc)}") from None
+    return torch.from_numpy(_to_chw_float(array, path))
+
+
+def write_image(path: str | os.PathLike, image: Tensor, bits: int = 8, quality: int = 95) -> Path:
+    """Write a (3, H, W) or (H, W) tensor in [0, 1] (clamped) as PNG, JPEG or TIFF, atomically.
+
+    ``bits=16`` is for PNG and TIFF only; ``quality`` applies to JPEG.
+    """
+    if bits not in (8, 16):
+        raise ImageFileError(f"cannot write {path}: bits must be 8 or 16, got {bits}")
+    array = image.detach().float().cpu().clamp(0, 1).numpy()
+    if array.ndim == 3:
+        array = array.transpose(1, 2, 0)
+    scale, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
+    return write_array(path, (array * scale + 0.5).astype(dtype), quality=quality)
+
+
+def write_array(path: str | os.PathLike, pixels: np.ndarray, quality: int = 95) -> Path:
+    """Write (H, W) or (H, W, 3) uint8 or uint16 pixels as they are (PNG, JPEG or TIFF), atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        raise ImageFileError(f"cannot write {path}: use one of {', '.join(IMAGE_EXTENSIONS)}")
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ImageFileError(f"cannot write {path}: pixels must be uint8 or uint16, got {pixels.dtype}")
+    if pixels.dtype == np.uint16 and suffix in (".jpg", ".jpeg"):
+        raise ImageFileError(f"cannot write {path}: JPEG is 8-bit only; use .png or .tif for 16 bits")
+    with atomic_path(path) as tmp:
+        _encode(tmp, suffix, pixels, quality)
+    return path
+
+
+def _decode(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        return iio.imread(path, plugin="tifffile")
+    if suffix == ".png" and _is_16bit_colour_png(path):
+        cv2 = _opencv(path)
+        return iio.imread(path, plugin="opencv", flags=cv2.IMREAD_UNCHANGED)
+    return iio.imread(path, plugin="pillow")
+
+
+def _encode(tmp: Path, suffix: str, pixels: np.ndarray, quality: int) -> None:
+    if suffix in (".tif", ".tiff"):
+        iio.imwrite(tmp, pixels, plugin="tifffile", extension=suffix)
+    elif pixels.dtype == np.uint16 and pixels.ndim == 3:
+        ok, encoded = _opencv(tmp).imencode(suffix, np.ascontiguousarray(pixels[..., ::-1]))  # OpenCV is BGR
+        if not ok:
+            raise ImageFileError(f"OpenCV could not encode a 16-bit {suffix} image")
+        tmp.write_bytes(encoded.tobytes())
+    elif suffix in (".jpg", ".jpeg"):
+        iio.imwrite(tmp, pixels, plugin="pillow", extension=suffix, quality=quality)
+    else:
+        iio.imwrite(tmp, pixels, plugin="pillow", extension=suffix)
+
+
+def _is_16bit_colour_png(path: Path) -> bool:
+    """Pillow silently reads 16-bit RGB(A) PNG as 8-bit, so those go to OpenCV (header bytes 24-25)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[:8] == _PNG_SIGNATURE and len(head) == 26 and head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _opencv(path: Path):
+    try:
+        import cv2
+    except ImportError:
+        raise ImageFileError(f"cannot handle {path}: {_OPENCV_HINT}") from None
+    return cv2
+
+
+def _to_chw_float(array: np.ndarray, path: Path) -> np.ndarray:
+    """Decoded pixels -> contiguous float32 (3, H, W) in [0, 1]: grey (+ alpha) repeated, alpha dropped."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise ImageFileError(f"cannot read image {path}: unsupported shape {array.shape} (one still image expected)")
+    rgb = array[:, :, [0, 0, 0]] if array.shape[2] <= 2 else array[:, :, :3]
+    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+    if array.dtype == np.uint8:
+        chw /= 255
+    elif array.dtype == np.uint16:
+        chw /= 65535
+    elif np.issubdtype(array.dtype, np.floating):
+        np.clip(chw, 0, 1, out=chw)
+    elif array.dtype != np.bool_:
+        raise ImageFileError(f"cannot read image {path}: unsupported pixel type {array.dtype}")
+    return chw
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why decoding failed; imageio wraps the decoder's own reason as the cause."""
+    if exc.__cause__ is not None and "unknown error occurred" in str(exc):
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text.startswith("Could not find a backend") or "can not handle the given uri" in text:
+        return "not an image file, or corrupt"
+    return text

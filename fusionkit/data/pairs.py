@@ -1,0 +1,40 @@
+"""Which two exposures of a scene make a sample: random for training, the paper's fixed sets for testing."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+from .errors import DataOptionError
+from .layout import EVS
+
+#: ``random``: one random pair of two different exposures per scene and epoch (training).
+#: ``low`` / ``high`` / ``all``: the paper's test pairs, every pair of each scene once.
+PAIR_MODES = ("random", "low", "high", "all")
+
+_FIXED_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "low": (("N1.5", "N1"),),
+    "high": tuple(combinations(("0", "P1", "P1.5"), 2)),
+    "all": tuple(combinations(EVS, 2)),
+}
+
+
+def fixed_pairs(mode: str) -> tuple[tuple[str, str], ...]:
+    """The pairs every scene contributes under ``low`` (1), ``high`` (3) or ``all`` (10), darker first."""
+    check_pair_mode(mode)
+    if mode == "random":
+        raise ValueError("random pairs are drawn per sample; use random_pair")
+    return _FIXED_PAIRS[mode]
+
+
+def random_pair(rng: np.random.Generator) -> tuple[str, str]:
+    """Two different exposures drawn uniformly, returned darker first."""
+    i, j = sorted(rng.choice(len(EVS), size=2, replace=False))
+    return EVS[i], EVS[j]
+
+
+def check_pair_mode(mode: str) -> str:
+    if mode not in PAIR_MODES:
+        raise DataOptionError(f"unknown pairs {mode!r}; use one of {', '.join(PAIR_MODES)}")
+    return mode
