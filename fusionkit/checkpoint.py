@@ -132,7 +132,7 @@ def load_model(stem: str | Path, map_location: str | torch.device = "cpu") -> tu
             f"{weights_path}: weights do not fit the recipe's model "
             f"(missing {len(missing)} e.g. {missing[:2]}, unexpected {len(unexpected)} e.g. {unexpected[:2]})"
         )
-    return model, recipe
+    return model.to(map_location), recipe
 
 
 def load_state(stem: str | Path) -> dict[str, Any] | None:
