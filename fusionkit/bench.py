@@ -102,7 +102,7 @@ def evaluate_quality(
                 if evs in members[split]:
                     cand.rows.setdefault(split, []).append(scores)
             outputs.append(output[0])
-        if len(grid) < grid_scenes and evs == "N1,P1" :
+        if len(grid) < grid_scenes and evs == "N1,P1":
             grid.append([*exposures[0], *outputs, target[0]])
     return grid
 
@@ -138,7 +138,8 @@ def speed_of(
         fn = candidate.speed_fn()
     figures = measure(fn, example, warmup=warmup, iters=iters, autocast_dtype=autocast_dtype)
     candidate.module = module
-    return {**figures, "parameters": count_parameters(module), "gflops_per_pair": flops, "size": size, "batch": batch}
+    # torch's counter sees convolutions and matrix products only: a method built from other ops reads None.
+    return {**figures, "parameters": count_parameters(module), "gflops_per_pair": flops or None, "size": size, "batch": batch}
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -17,6 +18,11 @@ from .io import read_image
 from .layout import SceneIndex, find_scenes
 from .pairs import check_pair_mode, fixed_pairs, random_pair
 from .transforms import random_crop, random_flip
+
+
+#: Splits with at most this many scenes keep decoded images in memory (``cache=None``): the sample
+#: set (about 90 MB), not the real dataset.
+CACHE_SCENES = 200
 
 
 class ExposurePairs(Dataset):
@@ -37,8 +43,10 @@ class ExposurePairs(Dataset):
         crop: int | tuple[int, int] | None = None,
         flip: bool = False,
         seed: int = 0,
+        cache: bool = False,
     ) -> None:
         self.index = index
+        self.cache: dict[Path, torch.Tensor] | None = {} if cache else None
         self.pairs = check_pair_mode(pairs)
         self.crop = _crop_size(crop)
         self.flip = flip
@@ -76,6 +84,15 @@ class ExposurePairs(Dataset):
             stack = random_flip(stack, rng)
         stack = torch.from_numpy(np.ascontiguousarray(stack))
         return {"inputs": stack[:2], "target": stack[2], "scene": scene.name, "evs": ",".join(pair)}
+
+
+    def _read(self, path: Path) -> torch.Tensor:
+        """Decode a file, or take it from the in-memory cache (each worker keeps its own)."""
+        if self.cache is None:
+            return read_image(path)
+        if path not in self.cache:
+            self.cache[path] = read_image(path)
+        return self.cache[path]
 
 
 class EpochSampler(Sampler):
@@ -158,6 +175,7 @@ def build_loader(
     pin_memory: bool | None = None,
     device: str | torch.device | None = None,
     expert: str = "c",
+    cache: bool | None = None,
 ) -> PairLoader:
     """A DataLoader of exposure pairs from a dataset in Afifi et al.'s layout (see docs/data.md).
 
@@ -168,7 +186,9 @@ def build_loader(
     ``std_normalize``.
     """
     index = find_scenes(root, split, expert=expert)
-    dataset = ExposurePairs(index, pairs, crop=crop, flip=flip, seed=seed)
+    if cache is None:
+        cache = len(index) <= CACHE_SCENES
+    dataset = ExposurePairs(index, pairs, crop=crop, flip=flip, seed=seed, cache=cache)
     if distributed and not (dist.is_available() and dist.is_initialized()):
         raise DataOptionError("distributed=True needs an initialised torch.distributed process group (run under torchrun)")
     if shuffle is None:
