@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--reuse", action="store_true", help="bench existing runs in --runs instead of training")
+    parser.add_argument("--run", default=None, help="bench this one finished run folder (its student and teacher), e.g. the main job's")
+    parser.add_argument("--max-scenes", type=int, default=None, help="evaluate only the first N test scenes (smoke tests)")
     args = parser.parse_args()
 
     options = {k: v for k, v in {
@@ -59,7 +61,9 @@ def main() -> None:
     runs = Path(args.runs)
     students = [s.strip() for s in args.students.split(",") if s.strip()]
     timings = {}
-    if not args.reuse:
+    if args.run:
+        runs, students = Path(args.run).parent, [Path(args.run).name]
+    elif not args.reuse:
         start = time.perf_counter()
         train(make_config(options, {"stage": "teacher", "run_dir": str(runs / "teacher")}))
         timings["teacher"] = time.perf_counter() - start
@@ -68,7 +72,8 @@ def main() -> None:
             train(make_config(options, {"stage": "student", "student": name, "run_dir": str(runs / name),
                                         "teacher_checkpoint": str(runs / "teacher" / "teacher.safetensors")}))
             timings[name] = time.perf_counter() - start
-    checkpoints = [runs / name / "student.safetensors" for name in students] + [runs / "teacher" / "teacher.safetensors"]
+    teacher = runs / students[0] / "teacher.safetensors" if args.run else runs / "teacher" / "teacher.safetensors"
+    checkpoints = [runs / name / "student.safetensors" for name in students] + [teacher]
     if args.data is None:
         from fusionkit.data.sample import ensure_sample
 
@@ -79,7 +84,7 @@ def main() -> None:
     report = run_bench(
         data_root=data_root, checkpoints=checkpoints, methods=["mertens", "mean", "best_input"], device=args.device,
         amp=args.amp, compile_model=args.compile, size=args.size, iters=args.iters,
-        grid_path=out.with_name(out.stem + "_grid.png"),
+        grid_path=out.with_name(out.stem + "_grid.png"), max_scenes=args.max_scenes,
     )
     config = json.loads((runs / students[0] / "config.json").read_text()) if (runs / students[0] / "config.json").exists() else {}
     lines = [

@@ -42,8 +42,8 @@ class TrainConfig:
     lambda_perceptual: float = 1.0
     vgg_weights: str | None = None
     # Optimisation.
-    teacher_steps: int = 600
-    student_steps: int = 1200
+    teacher_steps: int = 400
+    student_steps: int = 1500
     batch_size: int = 8
     crop: int = 96
     lr: float = 1e-3
