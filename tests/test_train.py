@@ -186,3 +186,14 @@ def test_ctrl_c_writes_checkpoint_and_exits_130(dataset, tmp_path):
     assert f"--resume {run_dir}" in stderr and "Traceback" not in stderr
     recipe = read_recipe(run_dir / "teacher")
     assert recipe["step"] >= 2 and not recipe["complete"]
+
+
+def test_y_only_mode_trains_and_fuses_to_rgb(dataset, tmp_path):
+    from fusionkit.pipeline import fuse_with_model
+
+    run = train(tiny_config(dataset, tmp_path / "y", color="y", teacher_steps=2, student_steps=2))
+    model, recipe = load_model(run / "student")
+    assert recipe["color"] == "y" and recipe["options"]["in_channels"] == 1
+    exposures = torch.rand(1, 2, 3, 36, 44)
+    fused = fuse_with_model(model.eval(), exposures, recipe["color"])
+    assert fused.shape == (1, 3, 36, 44) and 0 <= float(fused.min()) and float(fused.max()) <= 1
