@@ -63,6 +63,8 @@ def main() -> None:
     timings = {}
     if args.run:
         runs, students = Path(args.run).parent, [Path(args.run).name]
+        run = Path(args.run)  # its files' times bracket the training: config first, student recipe last
+        timings["teacher + student (from the run's file times)"] = (run / "student.json").stat().st_mtime - (run / "config.json").stat().st_mtime
     elif not args.reuse:
         start = time.perf_counter()
         train(make_config(options, {"stage": "teacher", "run_dir": str(runs / "teacher")}))
@@ -86,6 +88,23 @@ def main() -> None:
         amp=args.amp, compile_model=args.compile, size=args.size, iters=args.iters,
         grid_path=out.with_name(out.stem + "_grid.png"), max_scenes=args.max_scenes,
     )
+    grid_png = out.with_name(out.stem + "_grid.png")
+    grid_jpg = out.parent / "images" / f"{out.stem}_grid.jpg"
+    if grid_png.exists():  # keep docs light: a downscaled JPEG replaces the full-size PNG
+        from PIL import Image
+
+        grid_jpg.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.open(grid_png)
+        image.thumbnail((1600, 1600))
+        image.convert("RGB").save(grid_jpg, quality=85)
+        grid_png.unlink()
+    by_label = {m["label"]: m["quality"].get("all", {}).get("psnr") for m in report["models"]}
+    margins = []
+    for model in report["models"]:
+        if model["role"] == "student":
+            ours = model["quality"]["all"]["psnr"]
+            margins.append(f"- `{model['label']}`: PSNR all {ours:.2f} dB; "
+                           + ", ".join(f"{ours - by_label[m]:+.2f} dB vs `{m}`" for m in ("mertens", "mean") if by_label.get(m) is not None))
     config = json.loads((runs / students[0] / "config.json").read_text()) if (runs / students[0] / "config.json").exists() else {}
     lines = [
         f"# Results ({report['machine'].get('gpu', report['machine']['cpu'])})",
@@ -103,7 +122,18 @@ def main() -> None:
         "## Quality and speed on the sample set's test split",
         "",
         format_markdown(report),
-        f"![inputs, each model, ground truth]({out.stem}_grid.png)",
+        *margins,
+        "",
+        f"![inputs, each model, ground truth](images/{out.stem}_grid.jpg)",
+        "",
+        "Columns of the picture: the two inputs (EV -1 and +1), each model above in order, ground truth.",
+        "",
+        "## Elsewhere",
+        "",
+        "- A GPU: [results_gpu.md](results_gpu.md) (the H200 lent to this project: CUDA test suite, speed, sweep).",
+        "- The same on a GPU: `python benchmarks/results.py --students se_strip,dense_fusion,kd_baseline --width 64 "
+        "--teacher-steps 20000 --student-steps 60000 --crop 256 --batch-size 16 --workers 8 --out docs/results_gpu_ablation.md`",
+        "- The real dataset: add `--data /path/to/exposure_errors` (Afifi et al.'s layout, see [data.md](data.md)).",
         "",
         "## The paper's reported numbers (MIT-Adobe FiveK exposure-errors test set, SSIM x100)",
         "",
