@@ -14,20 +14,6 @@ from .errors import FusionkitError
 from .models import pad_to_multiple
 from .tiling import tiled_apply
 
-COLOR_MODES = ("rgb", "y")
-
-
-def check_color(color: str) -> str:
-    if color not in COLOR_MODES:
-        raise FusionkitError(f"--color must be one of {', '.join(COLOR_MODES)}, got {color!r}")
-    return color
-
-
-def channels_for(color: str) -> int:
-    """Channels per exposure the network sees in a colour mode."""
-    return 1 if check_color(color) == "y" else 3
-
-
 def to_model_space(images: Tensor, color: str) -> Tensor:
     """RGB in [0, 1] (..., 3, H, W) -> what the network fuses: RGB, or the Y channel of YCbCr."""
     if color == "rgb":

@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from . import create, distributed
 from .atomic import write_json
-from .checkpoint import load_model, load_state, make_recipe, paths, read_recipe, save_model, unwrap
+from .checkpoint import load_model, load_state, make_recipe, paths, read_recipe, save_model
 from .config import TrainConfig, make_config, read_config_file
 from .data.loader import build_loader
 from .data.transforms import from_network_range
 from .errors import FusionkitError, FusionkitWarning
 from .metrics import psnr
 from .perceptual import build_perceptual_loss
-from .pipeline import channels_for, fuse_with_model, network_target, reconstruct_with_teacher, student_input
+from .pipeline import fuse_with_model, network_target, reconstruct_with_teacher, student_input
 from .runlog import StepLog, plot_loss_curves, save_grid
 
 #: Called after every optimiser step with (stage, step, loss terms); returning True stops the run
