@@ -97,7 +97,8 @@ def evaluate_quality(
                     output = cand.fuse(exposures, target).float()
                 if cand.role == "teacher":
                     teacher_cache[key] = output
-            scores = (float(psnr(to_space(output, space), to_space(target, space))), float(ssim(to_space(output, space), to_space(target, space))))
+            pred, truth = to_space(output, space), to_space(target, space)
+            scores = (float(psnr(pred, truth)), float(ssim(pred, truth)))
             for split in SPLITS:
                 if evs in members[split]:
                     cand.rows.setdefault(split, []).append(scores)

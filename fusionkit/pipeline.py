@@ -72,7 +72,4 @@ def reconstruct_with_teacher(teacher: nn.Module, images: Tensor, color: str = "r
     h, w = images.shape[-2:]
     padded, _ = pad_to_multiple(images, getattr(teacher, "multiple_of", 1))
     output = teacher(network_target(padded, color))
-    if color == "rgb":
-        return from_network_range(output.float())[..., :h, :w]
-    cbcr = rgb_to_ycbcr(padded)[:, 1:]
-    return ycbcr_to_rgb(torch.cat([from_network_range(output.float()), cbcr], 1)).clamp(0, 1)[..., :h, :w]
+    return to_rgb(output.float(), padded[:, None], color)[..., :h, :w]  # y mode: the image's own chroma
