@@ -92,13 +92,22 @@ def test_fuse_with_method_reads_16_bit(photo_pair, tmp_path):
     assert read_image(out).shape == (3, 333, 517)
 
 
-def test_tiled_and_untiled_fuse_agree(trained, photo_pair):
-    _, run = trained
-    model, _ = load_model(run / "student")
+def test_tiled_and_untiled_fuse_agree(trained, photo_pair, tmp_path):
+    """Tiles reproduce the whole-image result for a student whose layers are all local (kd_baseline).
+
+    Students with whole-image attention (SE, strip pooling) see other statistics in a tile, so their
+    tiled output only approximates the untiled one; docs/results.md gives the measured gap.
+    """
+    data, _ = trained
+    config = make_config({"data": str(data), "run_dir": str(tmp_path / "run"), "student": "kd_baseline", "width": 8,
+                          "crop": 32, "batch_size": 2, "teacher_steps": 4, "student_steps": 12, "lr": 3e-3,
+                          "lambda_perceptual": 0.0, "device": "cpu"})
+    model, _ = load_model(train(config) / "student")
     exposures = read_exposures(list(photo_pair))
     whole = fuse_with_model(model.eval(), exposures)
     tiled = fuse_with_model(model, exposures, tile=192, overlap=64)
     assert tiled.shape == whole.shape == (1, 3, 333, 517)
+    assert float(whole.std()) > 0.02  # a real picture, not a flat output that would agree trivially
     assert float(psnr(tiled, whole)) >= 40
 
 
