@@ -117,22 +117,27 @@ def build_from_recipe(recipe: dict[str, Any], source: str | Path = "checkpoint")
         raise CheckpointError(f"{source} needs {needed}: {exc}") from None
 
 
-def load_model(stem: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from its recipe and load its safetensors weights (strict)."""
+def load_weights(stem: str | Path, model: nn.Module) -> nn.Module:
+    """Load a checkpoint's safetensors weights into ``model`` (strict, one-line error if they do not fit)."""
     weights_path, _, _ = paths(stem)
-    recipe = read_recipe(stem)
-    model = build_from_recipe(recipe, weights_path)
     try:
-        tensors = load_file(str(weights_path), device=str(map_location))
+        tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, FileNotFoundError) as exc:
         raise CheckpointError(f"{weights_path}: cannot read weights ({exc})") from None
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing, unexpected = unwrap(model).load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise CheckpointError(
             f"{weights_path}: weights do not fit the recipe's model "
             f"(missing {len(missing)} e.g. {missing[:2]}, unexpected {len(unexpected)} e.g. {unexpected[:2]})"
         )
-    return model.to(map_location), recipe
+    return model
+
+
+def load_model(stem: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from its recipe and load its safetensors weights (strict)."""
+    recipe = read_recipe(stem)
+    model = build_from_recipe(recipe, paths(stem)[0])
+    return load_weights(stem, model).to(map_location), recipe
 
 
 def load_state(stem: str | Path) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import create, distributed
 from .atomic import write_json
-from .checkpoint import load_model, load_state, make_recipe, paths, read_recipe, save_model
+from .checkpoint import load_model, load_state, load_weights, make_recipe, paths, read_recipe, save_model
 from .config import TrainConfig, make_config, read_config_file
 from .data.loader import build_loader
 from .data.transforms import from_network_range
@@ -273,8 +273,7 @@ class Trainer:
         step = 0
         if self.resuming and paths(stem)[1].exists():
             saved = read_recipe(stem)
-            loaded, _ = load_model(stem)
-            model.load_state_dict(loaded.state_dict())
+            load_weights(stem, model)  # into the model already placed on its device
             if saved.get("complete"):
                 self.say(f"{stage.name}: already trained ({saved['step']} steps), reusing {paths(stem)[0]}")
                 return model
