@@ -12,7 +12,7 @@ from .data.io import read_image, write_image
 from .distributed import pick_device
 from .errors import FusionkitError
 from .pipeline import fuse_with_model
-from .runs import default_student
+from .runs import checkpoints_in, default_student
 
 
 def read_exposures(paths: list[Path]) -> torch.Tensor:
@@ -36,6 +36,8 @@ def fuse_files(
     """Fuse ``inputs`` into ``output``; by default with the latest trained run's student."""
     if checkpoint and method:
         raise FusionkitError("give --checkpoint or --method, not both")
+    if method and tile:
+        raise FusionkitError(f"--tile applies to a student checkpoint; --method {method} fuses the whole image at once")
     if Path(output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         raise FusionkitError(f"-o {output}: use a .png, .jpg or .tif file name")
     dev = pick_device(device)
@@ -47,7 +49,7 @@ def fuse_files(
                 raise FusionkitError(f"--method {method} is an oracle that needs the ground truth; it cannot fuse new photos")
             fused = fuser(exposures).clamp(0, 1)
         else:
-            model, recipe = load_model(checkpoint or default_student(), map_location="cpu")
+            model, recipe = load_model(checkpoints_in(checkpoint)[0] if checkpoint else default_student(), map_location="cpu")
             if recipe.get("kind") != "student":
                 raise FusionkitError(f"--checkpoint {checkpoint}: holds a {recipe.get('kind')}, fuse needs a student")
             fused = fuse_with_model(model.to(dev).eval(), exposures, recipe.get("color", "rgb"), tile=tile, overlap=overlap)

@@ -1,53 +1,223 @@
-"""Run a network on overlapping tiles and feather them together, so memory is bounded on large photos."""
+"""Run a network on overlapping tiles and feather them together, so memory is bounded on large photos.
+
+Layers that pool over the whole image (``fusionkit.wholeimage.WholeImagePool``) get the whole
+image's statistics in every tile: before the output pass, one gathering pass per block that pools
+runs the tiles up to that block, sums what each tile owns (its part of the image up to the middle
+of each overlap) and stops the tile there. A network without such layers takes one pass.
+"""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+from itertools import count
 from typing import Callable
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
 
-from .errors import FusionkitError
+from .errors import FusionkitError, FusionkitWarning
+from .locality import tile_dependent_layers
+from .wholeimage import WholeImagePool, bilinear_matrix, pooling_context, pooling_groups, pooling_matrix
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Tile origins along one axis covering [0, size), consecutive tiles sharing ``overlap`` pixels."""
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: the window [start, start + length) and the part it owns [own_start, own_end)."""
+
+    start: int
+    length: int
+    own_start: int
+    own_end: int
+
+
+@dataclass(frozen=True)
+class Tile:
+    rows: Span
+    cols: Span
+
+
+def axis_spans(size: int, tile: int, overlap: int, multiple: int = 1) -> list[Span]:
+    """Windows covering [0, size), starting on multiples of ``multiple`` and sharing at least ``overlap`` pixels.
+
+    Each window owns the pixels up to the middle of its overlaps (rounded to ``multiple``), so the
+    owned parts cover the axis exactly once.
+    """
     if tile >= size:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile, stride))
-    return starts + [size - tile]
+        return [Span(0, size, 0, size)]
+    stride = (tile - overlap) // multiple * multiple
+    starts = list(range(0, size - tile, stride)) + [size - tile]
+    bounds = [0] + [(nxt + start + tile) // 2 // multiple * multiple for start, nxt in zip(starts, starts[1:])] + [size]
+    return [Span(start, tile, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
 
 
-def _ramp(length: int, overlap: int, fade_in: bool, fade_out: bool, like: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class TilePlan:
+    """How an (H, W) image is cut into overlapping tiles."""
+
+    height: int
+    width: int
+    tile: int
+    overlap: int
+    multiple: int = 1
+
+    def __post_init__(self) -> None:
+        if self.tile % self.multiple or self.overlap < 0 or self.tile - self.overlap < self.multiple:
+            raise FusionkitError(
+                f"--tile must be a multiple of {self.multiple} and at least {self.multiple} larger than --overlap "
+                f"(got tile {self.tile}, overlap {self.overlap})"
+            )
+        if self.height % self.multiple or self.width % self.multiple:
+            raise FusionkitError(f"the image ({self.width}x{self.height}) must be padded to a multiple of {self.multiple}")
+
+    def tiles(self) -> list[Tile]:
+        rows = axis_spans(self.height, self.tile, self.overlap, self.multiple)
+        cols = axis_spans(self.width, self.tile, self.overlap, self.multiple)
+        return [Tile(r, c) for r in rows for c in cols]
+
+
+def _ramp(span: Span, size: int, overlap: int, like: Tensor) -> Tensor:
     """1 inside, linear ramps over ``overlap`` pixels at the sides that meet another tile."""
-    weight = torch.ones(length, dtype=like.dtype, device=like.device)
+    weight = torch.ones(span.length, dtype=like.dtype, device=like.device)
     if overlap > 0:
         ramp = torch.arange(1, overlap + 1, dtype=like.dtype, device=like.device) / (overlap + 1)
-        if fade_in:
+        if span.start > 0:
             weight[:overlap] = ramp
-        if fade_out:
+        if span.start + span.length < size:
             weight[-overlap:] = ramp.flip(0)
     return weight
 
 
-def tiled_apply(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, multiple: int = 1) -> Tensor:
-    """``fn`` over (tile x tile) windows of x (N, C, H, W); H and W must already be multiples of ``multiple``."""
-    if tile % multiple or overlap < 0 or overlap >= tile:
-        raise FusionkitError(f"--tile must be a multiple of {multiple} and larger than --overlap (got tile {tile}, overlap {overlap})")
-    h, w = x.shape[-2:]
-    tile_h, tile_w = min(tile, h), min(tile, w)
-    ys, xs = tile_starts(h, tile_h, overlap), tile_starts(w, tile_w, overlap)
+def blend_tiles(
+    fn: Callable[[Tensor, Tile], Tensor | None], x: Tensor, plan: TilePlan, progress: str | None = None
+) -> Tensor | None:
+    """``fn(window, tile)`` on every tile of x (N, C, H, W), feathered together; tiles giving None are left out.
+
+    ``progress`` labels a progress bar (shown on a terminal only).
+    """
     out = weights = None
-    for i, top in enumerate(ys):
-        for j, left in enumerate(xs):
-            piece = fn(x[..., top : top + tile_h, left : left + tile_w]).float()
-            if out is None:
-                out = piece.new_zeros(*piece.shape[:2], h, w)
-                weights = piece.new_zeros(1, 1, h, w)
-            wy = _ramp(tile_h, overlap, i > 0, i < len(ys) - 1, piece)
-            wx = _ramp(tile_w, overlap, j > 0, j < len(xs) - 1, piece)
-            window = wy[:, None] * wx[None, :]
-            out[..., top : top + tile_h, left : left + tile_w] += piece * window
-            weights[..., top : top + tile_h, left : left + tile_w] += window
-    return out / weights
+    for tile in tqdm(plan.tiles(), desc=progress, disable=None if progress else True, leave=False, unit="tile"):
+        rows = slice(tile.rows.start, tile.rows.start + tile.rows.length)
+        cols = slice(tile.cols.start, tile.cols.start + tile.cols.length)
+        piece = fn(x[..., rows, cols], tile)
+        if piece is None:
+            continue
+        piece = piece.float()
+        if out is None:
+            out = piece.new_zeros(*piece.shape[:2], plan.height, plan.width)
+            weights = piece.new_zeros(1, 1, plan.height, plan.width)
+        window = _ramp(tile.rows, plan.height, plan.overlap, piece)[:, None] * _ramp(tile.cols, plan.width, plan.overlap, piece)[None, :]
+        out[..., rows, cols] += piece * window
+        weights[..., rows, cols] += window
+    return None if out is None else out / weights
+
+
+def tiled_apply(model: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, multiple: int = 1) -> Tensor:
+    """``model`` over overlapping (tile x tile) windows of x (N, C, H, W), whole-image pools included.
+
+    H and W must already be multiples of ``multiple`` (the network's total stride).
+    """
+    plan = TilePlan(x.shape[-2], x.shape[-1], tile, overlap, multiple)
+    groups = pooling_groups(model) if isinstance(model, nn.Module) else {}
+    known: dict[WholeImagePool, Tensor] = {}
+    approximate: list[str] = []
+    for number in count(1):
+        one_pass = _Pass(model, plan, known, groups)
+        out = blend_tiles(one_pass, x, plan, progress=f"tiles, pass {number}")
+        approximate += [name for name in one_pass.approximate if name not in approximate]
+        if one_pass.gathering is None:
+            break
+        known.update(one_pass.pooled)
+    if approximate:
+        warnings.warn(
+            f"--tile: {', '.join(approximate)} pool over the whole tile, not the whole image (they do not use "
+            "fusionkit.wholeimage.WholeImagePool), so the tiled result only approximates the untiled one",
+            FusionkitWarning, stacklevel=2,
+        )
+    return out
+
+
+class _TileStopped(Exception):
+    """Raised inside a tile's forward once the pass has gathered what it came for."""
+
+
+class _Scale:
+    """Where a feature map of the current tile lies in the whole image's feature map of the same scale."""
+
+    def __init__(self, tile: Tile, plan: TilePlan, feature: Tensor) -> None:
+        fh, fw = feature.shape[-2:]
+        sh, sw = tile.rows.length // fh, tile.cols.length // fw
+        if sh * fh != tile.rows.length or sw * fw != tile.cols.length or plan.multiple % sh or plan.multiple % sw:
+            raise FusionkitError(
+                f"a {fw}x{fh} feature map of a {tile.cols.length}x{tile.rows.length} tile is not at a scale that "
+                f"divides the network's multiple ({plan.multiple}); this model cannot run in tiles"
+            )
+        self.full = (plan.height // sh, plan.width // sw)
+        self.window = (slice(tile.rows.start // sh, tile.rows.start // sh + fh), slice(tile.cols.start // sw, tile.cols.start // sw + fw))
+        self.owned_global = (slice(tile.rows.own_start // sh, tile.rows.own_end // sh), slice(tile.cols.own_start // sw, tile.cols.own_end // sw))
+        self.owned_local = tuple(
+            slice(g.start - w.start, g.stop - w.start) for g, w in zip(self.owned_global, self.window)
+        )
+
+
+class _Pass:
+    """One pass over the tiles: gathers the pools of one block or, once every pool is known, gives the output."""
+
+    def __init__(self, model, plan: TilePlan, known: dict[WholeImagePool, Tensor], groups: dict[WholeImagePool, str]) -> None:
+        self.model, self.plan, self.known, self.groups = model, plan, known, groups
+        self.gathering: object | None = None  # the block whose pools this pass fills
+        self.pooled: dict[WholeImagePool, Tensor] = {}  # whole-image averages: each pixel added once, by its owner
+        self.tile: Tile | None = None
+        self.approximate: list[str] | None = None  # layers pooling without WholeImagePool, seen in the first tile
+
+    def __call__(self, window: Tensor, tile: Tile) -> Tensor | None:
+        self.tile = tile
+        try:
+            with pooling_context(self):
+                if self.approximate is None:
+                    self.approximate = []
+                    piece = tile_dependent_layers(self.model, window, found=self.approximate)
+                else:
+                    piece = self.model(window)
+        except _TileStopped:
+            return None
+        return None if self.gathering is not None else piece
+
+    def pool(self, layer: WholeImagePool, x: Tensor) -> Tensor:
+        scale = _Scale(self.tile, self.plan, x)
+        if layer in self.known:
+            stat = self.known[layer].to(x.dtype)
+            rows = scale.window[0] if layer.output_size[0] is None else slice(None)
+            cols = scale.window[1] if layer.output_size[1] is None else slice(None)
+            return stat[..., rows, cols]
+        group = self.groups.get(layer, layer)
+        if self.gathering is None:
+            self.gathering = group
+        elif group != self.gathering:
+            raise _TileStopped
+        self._accumulate(layer, x, scale)
+        return F.adaptive_avg_pool2d(x, layer.output_size)
+
+    def upsample(self, grid: Tensor, like: Tensor) -> Tensor:
+        scale = _Scale(self.tile, self.plan, like)
+        (full_h, full_w), (rows, cols) = scale.full, scale.window
+        resize_h = bilinear_matrix(full_h, grid.shape[-2], dtype=grid.dtype, device=grid.device)[rows]
+        resize_w = bilinear_matrix(full_w, grid.shape[-1], dtype=grid.dtype, device=grid.device)[cols]
+        return torch.einsum("hi,ncij,wj->nchw", resize_h, grid, resize_w)
+
+    def _accumulate(self, layer: WholeImagePool, x: Tensor, scale: _Scale) -> None:
+        """Add the owned part of x, pooled along the layer's fixed axes and placed along its kept ones."""
+        part = x[..., scale.owned_local[0], scale.owned_local[1]].double()
+        (size_h, size_w), (full_h, full_w) = layer.output_size, scale.full
+        rows, cols = scale.owned_global
+        if size_h is not None:
+            part = torch.einsum("ih,nchw->nciw", pooling_matrix(full_h, size_h, device=x.device)[:, rows], part)
+            rows = slice(None)
+        if size_w is not None:
+            part = torch.einsum("jw,nchw->nchj", pooling_matrix(full_w, size_w, device=x.device)[:, cols], part)
+            cols = slice(None)
+        if layer not in self.pooled:
+            self.pooled[layer] = part.new_zeros(*part.shape[:2], size_h or full_h, size_w or full_w)
+        self.pooled[layer][..., rows, cols] += part

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fusionkit.wholeimage import WholeImagePool, upsample_like
+
 
 class NoAttention(nn.Identity):
     """No attention: passes features through unchanged."""
@@ -23,12 +25,13 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         hidden = max(1, channels // reduction)
+        self.pool = WholeImagePool(1)
         self.gate = nn.Sequential(
             nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        weights = self.gate(x.mean(dim=(2, 3)))
+        weights = self.gate(self.pool(x).flatten(1))
         return x * weights[:, :, None, None]
 
 
@@ -46,12 +49,16 @@ class StripPooling(nn.Module):
     ``pool_sizes``, 3x3 conv, bilinear upsample). Branch 2 (long-range): a 1xW strip pool + 1x3
     conv and an Hx1 strip pool + 3x1 conv, each expanded back. Each branch: ReLU + 3x3 conv;
     concatenated, a 1x1 conv back to C, and ReLU(x + out). Pool sizes are absolute, as in SPNet.
+    Every pool is a ``WholeImagePool``, so a tiled fuse sees the whole image's strips and grids.
     """
 
     def __init__(self, channels: int, pool_sizes: Sequence[int] = (20, 12), reduction: int = 4) -> None:
         super().__init__()
         inter = max(1, channels // reduction)
         self.pool_sizes = tuple(pool_sizes)
+        self.grid_pools = nn.ModuleList(WholeImagePool(size) for size in self.pool_sizes)
+        self.column_pool = WholeImagePool((1, None))  # 1 x W strip: the mean of every column
+        self.row_pool = WholeImagePool((None, 1))  # H x 1 strip: the mean of every row
         self.reduce_short = _conv_bn(channels, inter, 1, 0, relu=True)
         self.reduce_long = _conv_bn(channels, inter, 1, 0, relu=True)
         self.local = _conv_bn(inter, inter, 3, 1)
@@ -64,16 +71,14 @@ class StripPooling(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        up = dict(size=(h, w), mode="bilinear", align_corners=False)
         short = self.reduce_short(x)
         short_sum = self.local(short)
-        for size, conv in zip(self.pool_sizes, self.pyramid):
-            short_sum = short_sum + F.interpolate(conv(F.adaptive_avg_pool2d(short, size)), **up)
+        for pool, conv in zip(self.grid_pools, self.pyramid):
+            short_sum = short_sum + upsample_like(conv(pool(short)), short)
         long = self.reduce_long(x)
-        along_w = self.strip_w(F.adaptive_avg_pool2d(long, (1, w)))  # 1 x W strip
-        along_h = self.strip_h(F.adaptive_avg_pool2d(long, (h, 1)))  # H x 1 strip
+        along_w = self.strip_w(self.column_pool(long))
+        along_h = self.strip_h(self.row_pool(long))
         long_sum = along_w.expand(-1, -1, h, w) + along_h.expand(-1, -1, h, w)
         short_out = self.fuse_short(F.relu(short_sum))
         long_out = self.fuse_long(F.relu(long_sum))
         return F.relu(x + self.project(torch.cat([short_out, long_out], dim=1)))
-
