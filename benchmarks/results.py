@@ -131,6 +131,7 @@ def main() -> None:
         "## Elsewhere",
         "",
         "- A GPU: [results_gpu.md](results_gpu.md) (the H200 lent to this project: CUDA test suite, speed, sweep).",
+        "- Tiled fuse: [tiling.md](tiling.md) (agreement with the untiled output, time and memory; `benchmarks/tiling.py`).",
         "- The same on a GPU: `python benchmarks/results.py --students se_strip,dense_fusion,kd_baseline --width 64 "
         "--teacher-steps 20000 --student-steps 60000 --crop 256 --batch-size 16 --workers 8 --out docs/results_gpu_ablation.md`",
         "- The real dataset: add `--data /path/to/exposure_errors` (Afifi et al.'s layout, see [data.md](data.md)).",

@@ -24,5 +24,6 @@ class BackboneOutput(NamedTuple):
 #   reduction (how many times smaller the bottleneck is than the input, per side).
 # A fusion head is built from (in_channels, skip_channels, out_channels, ...) and maps
 #   (bottleneck, skip) to an image in [-1, 1].
-# An attention block is built from (channels, ...) and maps (N, C, H, W) -> (N, C, H, W).
+# An attention block is built from (channels, ...) and maps (N, C, H, W) -> (N, C, H, W); one that
+#   pools over the whole image does so with fusionkit.wholeimage.WholeImagePool, so tiles stay exact.
 # A distill loss maps (student_features, teacher_features) -> scalar tensor.

@@ -42,15 +42,17 @@ class Tile:
 def axis_spans(size: int, tile: int, overlap: int, multiple: int = 1) -> list[Span]:
     """Windows covering [0, size), starting on multiples of ``multiple`` and sharing at least ``overlap`` pixels.
 
-    Each window owns the pixels up to the middle of its overlaps (rounded to ``multiple``), so the
-    owned parts cover the axis exactly once.
+    The last window is cut at the image's edge (it keeps more than ``overlap`` pixels), so no pixel is
+    run more often than the overlaps need. Each window owns the pixels up to the middle of its
+    overlaps (rounded to ``multiple``), so the owned parts cover the axis exactly once.
     """
     if tile >= size:
         return [Span(0, size, 0, size)]
     stride = (tile - overlap) // multiple * multiple
-    starts = list(range(0, size - tile, stride)) + [size - tile]
+    starts = list(range(0, size - tile, stride))
+    starts.append(starts[-1] + stride)
     bounds = [0] + [(nxt + start + tile) // 2 // multiple * multiple for start, nxt in zip(starts, starts[1:])] + [size]
-    return [Span(start, tile, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
+    return [Span(start, min(tile, size - start), bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,8 @@ def tiled_apply(model: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap
         known.update(one_pass.pooled)
     if approximate:
         warnings.warn(
-            f"--tile: {', '.join(approximate)} pool over the whole tile, not the whole image (they do not use "
-            "fusionkit.wholeimage.WholeImagePool), so the tiled result only approximates the untiled one",
+            f"--tile: {', '.join(approximate)} {'pools' if len(approximate) == 1 else 'pool'} over each tile, not the "
+            "whole image (no fusionkit.wholeimage.WholeImagePool), so the tiled result only approximates the untiled one",
             FusionkitWarning, stacklevel=2,
         )
     return out

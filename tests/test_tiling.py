@@ -29,19 +29,21 @@ def test_bilinear_matrix_matches_interpolate(out_length, in_length):
     assert torch.allclose(x @ bilinear_matrix(out_length, in_length).T, expected, atol=1e-12)
 
 
-@pytest.mark.parametrize("size, tile, overlap, multiple", [(336, 128, 32, 4), (520, 192, 64, 4), (100, 64, 30, 4), (96, 128, 32, 4), (77, 20, 5, 1)])
+@pytest.mark.parametrize("size, tile, overlap, multiple", [(336, 128, 32, 4), (520, 192, 64, 4), (100, 64, 30, 4), (96, 128, 32, 4), (77, 20, 5, 1), (2048, 1024, 64, 4), (256, 128, 32, 4)])
 def test_axis_spans_cover_the_axis_and_own_it_once(size, tile, overlap, multiple):
     spans = axis_spans(size, tile, overlap, multiple)
     assert spans[0].start == 0 and spans[-1].start + spans[-1].length == size
     owned = torch.zeros(size, dtype=torch.int64)
     for span in spans:
-        assert span.start % multiple == 0 and span.length == min(tile, size)
+        assert span.start % multiple == 0 and span.length % multiple == 0 and span.length <= tile
+        assert span.length == min(tile, size) or span is spans[-1] and span.length > overlap
         assert span.start <= span.own_start < span.own_end <= span.start + span.length
         assert span.own_start % multiple == 0
         owned[span.own_start : span.own_end] += 1
     assert bool((owned == 1).all())
     for left, right in zip(spans, spans[1:]):
         assert left.start + left.length - right.start >= overlap  # neighbours share at least the overlap
+    assert sum(span.length for span in spans) < size + len(spans) * (overlap + multiple)  # no needless rerun
 
 
 def test_plan_rejects_impossible_tiles():
