@@ -39,6 +39,9 @@ class Tile:
     cols: Span
 
 
+_PoolCall = tuple[WholeImagePool, int]  # a pool and how many times it ran before in the same forward
+
+
 def axis_spans(size: int, tile: int, overlap: int, multiple: int = 1) -> list[Span]:
     """Windows covering [0, size), starting on multiples of ``multiple`` and sharing at least ``overlap`` pixels.
 
@@ -123,7 +126,7 @@ def tiled_apply(model: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap
     """
     plan = TilePlan(x.shape[-2], x.shape[-1], tile, overlap, multiple)
     groups = pooling_groups(model) if isinstance(model, nn.Module) else {}
-    known: dict[WholeImagePool, Tensor] = {}
+    known: dict[_PoolCall, Tensor] = {}
     approximate: list[str] = []
     for number in count(1):
         one_pass = _Pass(model, plan, known, groups)
@@ -167,15 +170,16 @@ class _Scale:
 class _Pass:
     """One pass over the tiles: gathers the pools of one block or, once every pool is known, gives the output."""
 
-    def __init__(self, model, plan: TilePlan, known: dict[WholeImagePool, Tensor], groups: dict[WholeImagePool, str]) -> None:
+    def __init__(self, model, plan: TilePlan, known: dict[_PoolCall, Tensor], groups: dict[WholeImagePool, str]) -> None:
         self.model, self.plan, self.known, self.groups = model, plan, known, groups
-        self.gathering: object | None = None  # the block whose pools this pass fills
-        self.pooled: dict[WholeImagePool, Tensor] = {}  # whole-image averages: each pixel added once, by its owner
+        self.gathering: tuple | None = None  # the block (and its call number) whose pools this pass fills
+        self.pooled: dict[_PoolCall, Tensor] = {}  # whole-image averages: each pixel added once, by its owner
+        self.calls: dict[WholeImagePool, int] = {}  # how often each pool has run in the current tile
         self.tile: Tile | None = None
         self.approximate: list[str] | None = None  # layers pooling without WholeImagePool, seen in the first tile
 
     def __call__(self, window: Tensor, tile: Tile) -> Tensor | None:
-        self.tile = tile
+        self.tile, self.calls = tile, {}
         try:
             with pooling_context(self):
                 if self.approximate is None:
@@ -189,17 +193,19 @@ class _Pass:
 
     def pool(self, layer: WholeImagePool, x: Tensor) -> Tensor:
         scale = _Scale(self.tile, self.plan, x)
-        if layer in self.known:
-            stat = self.known[layer].to(x.dtype)
+        number = self.calls[layer] = self.calls.get(layer, -1) + 1
+        call = (layer, number)  # a pool run twice in one forward (a reused block) keeps two statistics
+        if call in self.known:
+            stat = self.known[call].to(x.dtype)
             rows = scale.window[0] if layer.output_size[0] is None else slice(None)
             cols = scale.window[1] if layer.output_size[1] is None else slice(None)
             return stat[..., rows, cols]
-        group = self.groups.get(layer, layer)
+        group = (self.groups.get(layer, layer), number)
         if self.gathering is None:
             self.gathering = group
         elif group != self.gathering:
             raise _TileStopped
-        self._accumulate(layer, x, scale)
+        self._accumulate(call, x, scale)
         return F.adaptive_avg_pool2d(x, layer.output_size)
 
     def upsample(self, grid: Tensor, like: Tensor) -> Tensor:
@@ -209,8 +215,9 @@ class _Pass:
         resize_w = bilinear_matrix(full_w, grid.shape[-1], dtype=grid.dtype, device=grid.device)[cols]
         return torch.einsum("hi,ncij,wj->nchw", resize_h, grid, resize_w)
 
-    def _accumulate(self, layer: WholeImagePool, x: Tensor, scale: _Scale) -> None:
+    def _accumulate(self, call: _PoolCall, x: Tensor, scale: _Scale) -> None:
         """Add the owned part of x, pooled along the layer's fixed axes and placed along its kept ones."""
+        layer = call[0]
         part = x[..., scale.owned_local[0], scale.owned_local[1]].double()
         (size_h, size_w), (full_h, full_w) = layer.output_size, scale.full
         rows, cols = scale.owned_global
@@ -220,6 +227,6 @@ class _Pass:
         if size_w is not None:
             part = torch.einsum("jw,nchw->nchj", pooling_matrix(full_w, size_w, device=x.device)[:, cols], part)
             cols = slice(None)
-        if layer not in self.pooled:
-            self.pooled[layer] = part.new_zeros(*part.shape[:2], size_h or full_h, size_w or full_w)
-        self.pooled[layer][..., rows, cols] += part
+        if call not in self.pooled:
+            self.pooled[call] = part.new_zeros(*part.shape[:2], size_h or full_h, size_w or full_w)
+        self.pooled[call][..., rows, cols] += part

@@ -202,3 +202,22 @@ def test_tiling_is_silent_for_whole_image_pools(student, recwarn):
     with torch.no_grad():
         tiled_apply(model, torch.randn(1, 6, 128, 160), tile=64, overlap=16, multiple=4)
     assert not [w for w in recwarn if issubclass(w.category, FusionkitWarning)]
+
+
+class _Reused(nn.Module):
+    """One pool run on two different tensors, and one block applied twice in a row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool, self.block = WholeImagePool((1, None)), _Strips()
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        x = x * self.pool(x).expand(-1, -1, h, w) + self.pool(torch.exp(-x)).expand(-1, -1, h, w)
+        return self.block(torch.tanh(self.block(x)))
+
+
+def test_reused_pools_and_blocks_keep_their_own_statistics():
+    net = _Reused()
+    x = torch.randn(1, 3, 120, 200) + torch.linspace(-2, 2, 120)[:, None]
+    assert torch.allclose(tiled_apply(net, x, tile=48, overlap=16, multiple=4), net(x), atol=1e-5)
