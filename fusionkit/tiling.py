@@ -35,6 +35,8 @@ class Span:
 
 @dataclass(frozen=True)
 class Tile:
+    """One tile: its span along the rows and along the columns."""
+
     rows: Span
     cols: Span
 
@@ -218,14 +220,15 @@ class _Pass:
     def _accumulate(self, call: _PoolCall, x: Tensor, scale: _Scale) -> None:
         """Add the owned part of x, pooled along the layer's fixed axes and placed along its kept ones."""
         layer = call[0]
-        part = x[..., scale.owned_local[0], scale.owned_local[1]].double()
+        exact = torch.float32 if x.device.type == "mps" else torch.float64  # sums over many tiles; MPS has no float64
+        part = x[..., scale.owned_local[0], scale.owned_local[1]].to(exact)
         (size_h, size_w), (full_h, full_w) = layer.output_size, scale.full
         rows, cols = scale.owned_global
         if size_h is not None:
-            part = torch.einsum("ih,nchw->nciw", pooling_matrix(full_h, size_h, device=x.device)[:, rows], part)
+            part = torch.einsum("ih,nchw->nciw", pooling_matrix(full_h, size_h, dtype=exact, device=x.device)[:, rows], part)
             rows = slice(None)
         if size_w is not None:
-            part = torch.einsum("jw,nchw->nchj", pooling_matrix(full_w, size_w, device=x.device)[:, cols], part)
+            part = torch.einsum("jw,nchw->nchj", pooling_matrix(full_w, size_w, dtype=exact, device=x.device)[:, cols], part)
             cols = slice(None)
         if call not in self.pooled:
             self.pooled[call] = part.new_zeros(*part.shape[:2], size_h or full_h, size_w or full_w)

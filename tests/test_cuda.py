@@ -44,8 +44,11 @@ def test_cuda_matches_cpu_and_tiles(dataset):
     on_cpu = fuse_with_model(model, exposures)
     on_gpu = fuse_with_model(model.cuda(), exposures.cuda())
     assert float(psnr(on_gpu.cpu(), on_cpu)) > 60
-    channels_last = fuse_with_model(model.to(memory_format=torch.channels_last), exposures.cuda(), tile=96, overlap=32)
+    tiled_on_cpu = fuse_with_model(model.cpu().to(memory_format=torch.channels_last), exposures, tile=96, overlap=32)
+    channels_last = fuse_with_model(model.cuda(), exposures.cuda(), tile=96, overlap=32)
     assert channels_last.shape == (1, 3, 133, 207) and channels_last.is_cuda
+    assert float(psnr(channels_last.cpu(), tiled_on_cpu)) > 60  # whole-image pools gathered on the GPU as on the CPU
+    assert float(psnr(channels_last.cpu(), on_cpu)) > 40  # 44.4 dB on the CPU
     with torch.autocast("cuda", dtype=torch.bfloat16):
         half = fuse_with_model(model, exposures.cuda())
     assert float(psnr(half.float().cpu(), on_cpu)) > 30
