@@ -62,12 +62,12 @@ def photo_exposures(height: int, width: int) -> torch.Tensor:
 def agreement(model: nn.Module, inputs: dict[str, torch.Tensor], color: str, device: torch.device) -> list[dict]:
     rows = []
     per_tile = PerTileStatistics(model)
+    images = [exposures.to(device) for exposures in inputs.values()]
+    references = [fuse_with_model(model, exposures, color) for exposures in images]
     for tile, overlap in SETTINGS:
         for label, net in (("whole-image pools", model), ("per-tile statistics", per_tile)):
             scores, seconds = [], 0.0
-            for exposures in inputs.values():
-                exposures = exposures.to(device)
-                whole = fuse_with_model(model, exposures, color)
+            for exposures, whole in zip(images, references):
                 start = time.perf_counter()
                 tiled = fuse_with_model(net, exposures, color, tile=tile, overlap=overlap)
                 seconds += time.perf_counter() - start
