@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from fusionkit.bench import run_bench
-from fusionkit.config import make_config
-from fusionkit.report import format_markdown
-from fusionkit.train import train
+from fusionkit.evaluation.bench import run_bench
+from fusionkit.training.config import make_config
+from fusionkit.evaluation.report import format_markdown
+from fusionkit.training.engine import train
 
 PAPER = """| model | split | PSNR (AE) | PSNR | SSIM (AE) | SSIM |
 |---|---|---|---|---|---|

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 import fusionkit
-from fusionkit.bench import Candidate, machine_info, speed_of
-from fusionkit.distributed import pick_device
-from fusionkit.report import SPEED_COLUMNS, _get
+from fusionkit.evaluation.bench import Candidate, machine_info, speed_of
+from fusionkit.inference.device import pick_device
+from fusionkit.evaluation.report import SPEED_COLUMNS, _get
 
 DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from fusionkit.bench import machine_info
-from fusionkit.checkpoint import load_model
+from fusionkit.evaluation.bench import machine_info
+from fusionkit.runs.checkpoint import load_model
 from fusionkit.data.layout import find_scenes
-from fusionkit.distributed import pick_device
-from fusionkit.fuse import read_exposures
-from fusionkit.metrics import psnr
-from fusionkit.pipeline import fuse_with_model
-from fusionkit.runs import default_student
+from fusionkit.inference.device import pick_device
+from fusionkit.inference.fuse import read_exposures
+from fusionkit.evaluation.metrics import psnr
+from fusionkit.inference.pipeline import fuse_with_model
+from fusionkit.runs.folders import default_student
 from fusionkit.wholeimage import pooling_context, pooling_groups
 
 SETTINGS = ((128, 32), (192, 64), (256, 64))

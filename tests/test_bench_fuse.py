@@ -10,11 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from fusionkit.cli import cli
-from fusionkit.config import make_config
+from fusionkit.cli.main import cli
+from fusionkit.training.config import make_config
 from fusionkit.data.io import read_image, write_image
-from fusionkit.metrics import psnr
-from fusionkit.train import train
+from fusionkit.evaluation.metrics import psnr
+from fusionkit.training.engine import train
 from tests.fake_exposure_data import make_fake_dataset
 
 
@@ -53,7 +53,8 @@ def test_bench_json_holds_every_figure(trained, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     labels = [m["label"] for m in report["models"]]
-    assert labels[0].startswith("se_strip") and "teacher" in labels[1] and labels[2:] == ["mertens", "mean", "best_input"]
+    assert labels[0].startswith("se_strip") and "teacher" in labels[1] and sorted(labels[2:]) == ["best_input", "mean", "mertens"]
+    assert [m["label"] for m in report["models"] if m["oracle"]] == ["best_input"]
     for model in report["models"]:
         assert set(model["quality"]) == {"low", "high", "all"}
         assert model["quality"]["low"]["pairs"] == 2 and model["quality"]["high"]["pairs"] == 6 and model["quality"]["all"]["pairs"] == 20
@@ -153,3 +154,34 @@ def test_bad_input_is_one_line_and_non_zero(photo_pair, tmp_path, make_args, mes
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+def test_bench_compares_a_third_party_method_without_flags(trained, tmp_path, restore_registry):
+    """Every registered method is benched by default, a plugin's too; an oracle is shown but not ranked."""
+    import torch
+
+    import fusionkit
+    from fusionkit.plugins import build_registry
+
+    class Brightest(torch.nn.Module):
+        """A third party's method: the brightest exposure."""
+
+        def forward(self, exposures, reference=None):
+            return exposures[:, -1]
+
+    class ThirdParty:
+        @fusionkit.hookimpl
+        def register_components(self, register):
+            register("method", "brightest_input", Brightest)
+
+    from fusionkit.plugins import set_registry
+
+    set_registry(build_registry([ThirdParty()]))
+    data, run = trained
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", "--data", str(data), "--checkpoint", str(run), "--no-speed", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert "brightest_input" in [m["label"] for m in report["models"]]
+    assert "best_input" in result.output and "best_input" in [m["label"] for m in report["models"] if m["oracle"]]
+    assert not any(line.startswith("best_input") and "*" in line for line in result.output.splitlines())

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import fusionkit
-from fusionkit.cli import cli
+from fusionkit.cli.main import cli
 from fusionkit.errors import UnknownComponentError
 from fusionkit.plugins import LOAD_PLUGINS_ENV
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import fusionkit
-from fusionkit.bench import run_bench
-from fusionkit.checkpoint import load_model, read_recipe
-from fusionkit.config import make_config
-from fusionkit.metrics import psnr
-from fusionkit.pipeline import fuse_with_model
-from fusionkit.train import train
+from fusionkit.evaluation.bench import run_bench
+from fusionkit.runs.checkpoint import load_model, read_recipe
+from fusionkit.training.config import make_config
+from fusionkit.evaluation.metrics import psnr
+from fusionkit.inference.pipeline import fuse_with_model
+from fusionkit.training.engine import train
 from tests.fake_exposure_data import make_fake_dataset
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

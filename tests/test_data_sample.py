@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fusionkit.cli_data import data
+from fusionkit.cli.data import data
 from fusionkit.data import DatasetLayoutError, build_loader, default_sample_dir, ensure_sample, find_scenes
 from fusionkit.data.camera import random_look, render_exposure
 from fusionkit.data.sample import LOCK, MANIFEST, PHOTOS, read_manifest

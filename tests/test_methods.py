@@ -11,7 +11,7 @@ import torch
 
 import fusionkit
 from fusionkit.errors import ComponentOptionError, FusionkitError
-from fusionkit.metrics import psnr
+from fusionkit.evaluation.metrics import psnr
 
 try:
     import cv2

@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from fusionkit.errors import FusionkitError
-from fusionkit.metrics import METRICS, MetricInputError, evaluate, psnr, ssim, to_space
+from fusionkit.evaluation.metrics import METRICS, MetricInputError, evaluate, psnr, ssim, to_space
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 BT601 = np.array([0.299, 0.587, 0.114])

@@ -7,11 +7,11 @@ import torch
 from safetensors.torch import save_file
 from torchvision.models import vgg19
 
-from fusionkit.checkpoint import read_recipe
-from fusionkit.config import make_config
+from fusionkit.runs.checkpoint import read_recipe
+from fusionkit.training.config import make_config
 from fusionkit.errors import FusionkitError
-from fusionkit.perceptual import build_perceptual_loss
-from fusionkit.train import train
+from fusionkit.training.perceptual import build_perceptual_loss
+from fusionkit.training.engine import train
 from tests.fake_exposure_data import make_fake_dataset
 
 

@@ -9,9 +9,9 @@ from torch import nn
 
 import fusionkit
 from fusionkit.errors import FusionkitError, FusionkitWarning
-from fusionkit.metrics import psnr
-from fusionkit.pipeline import fuse_with_model
-from fusionkit.tiling import TilePlan, axis_spans, blend_tiles, tiled_apply
+from fusionkit.evaluation.metrics import psnr
+from fusionkit.inference.pipeline import fuse_with_model
+from fusionkit.inference.tiling import TilePlan, axis_spans, blend_tiles, tiled_apply
 from fusionkit.wholeimage import WholeImagePool, bilinear_matrix, pooling_groups, pooling_matrix, upsample_like
 
 

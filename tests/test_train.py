@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import fusionkit
-from fusionkit import distributed
-from fusionkit.checkpoint import load_model, read_recipe
-from fusionkit.cli import cli
-from fusionkit.config import make_config
+from fusionkit.training import distributed
+from fusionkit.runs.checkpoint import load_model, read_recipe
+from fusionkit.cli.main import cli
+from fusionkit.training.config import make_config
 from fusionkit.plugins import build_registry, get_registry, set_registry
-from fusionkit.train import NonFiniteLoss, Trainer, TrainingInterrupted, train
+from fusionkit.training.engine import NonFiniteLoss, Trainer, TrainingInterrupted, train
 from tests.fake_exposure_data import make_fake_dataset
 
 TINY = dict(width=8, crop=32, batch_size=2, teacher_steps=12, student_steps=12, lambda_perceptual=0.0, log_every=1, device="cpu", checkpoint_every=5)
@@ -189,7 +189,7 @@ def test_ctrl_c_writes_checkpoint_and_exits_130(dataset, tmp_path):
 
 
 def test_y_only_mode_trains_and_fuses_to_rgb(dataset, tmp_path):
-    from fusionkit.pipeline import fuse_with_model
+    from fusionkit.inference.pipeline import fuse_with_model
 
     run = train(tiny_config(dataset, tmp_path / "y", color="y", teacher_steps=2, student_steps=2))
     model, recipe = load_model(run / "student")

@@ -1,4 +1,6 @@
-"""Data layer: Afifi et al.'s exposure-errors layout, exposure pairs, transforms, the embedded sample set."""
+"""Data: Afifi et al.'s exposure-errors layout, exposure pairs, transforms, the embedded sample set,
+image files and atomic writes. Imports only the core (errors, registry).
+"""
 
 from .errors import DatasetLayoutError, DataOptionError, ImageFileError
 from .io import read_image, write_image

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..atomic import atomic_path
+from .atomic import atomic_path
 from .errors import ImageFileError
 
 #: File name endings the readers accept, compared case-insensitively.

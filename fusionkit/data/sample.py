@@ -20,7 +20,7 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image, ImageDraw, ImageFont
 
-from ..atomic import write_json
+from .atomic import write_json
 from .camera import random_look, render_exposure
 from .errors import DataOptionError, DatasetLayoutError
 from .io import read_image, write_array

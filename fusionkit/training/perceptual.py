@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .errors import FusionkitError
+from ..errors import FusionkitError
 
 SLICE_BOUNDS = (0, 2, 7, 12, 21, 30)
 LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 
-from . import create
-from .checkpoint import load_model
-from .data.io import read_image, write_image
-from .distributed import pick_device
-from .errors import FusionkitError
+from .. import create
+from ..runs.checkpoint import load_model
+from ..data.io import read_image, write_image
+from .device import pick_device
+from ..errors import FusionkitError
 from .pipeline import fuse_with_model
-from .runs import checkpoints_in, default_student
+from ..runs.folders import checkpoints_in, default_student
 
 
 def read_exposures(paths: list[Path]) -> torch.Tensor:

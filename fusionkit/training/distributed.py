@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import FusionkitError
+from ..inference.device import pick_device
 
 
 @dataclass(frozen=True)
@@ -27,16 +27,6 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA request is a clear error."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FusionkitError(f"--device {requested}: CUDA is not available on this machine")
-    return device
 
 
 def setup(requested_device: str = "auto") -> DistContext:

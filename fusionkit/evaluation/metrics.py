@@ -14,7 +14,7 @@ from typing import Callable
 import kornia
 import torch
 
-from .errors import FusionkitError
+from ..errors import FusionkitError
 
 #: Colour spaces a metric can be computed in: all RGB channels, or BT.601 luma only.
 SPACES = ("rgb", "y")

@@ -11,17 +11,17 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import create
-from .checkpoint import load_model
-from .data.loader import build_loader
-from .data.pairs import fixed_pairs
-from .data.transforms import to_network_range
-from .distributed import pick_device
-from .errors import FusionkitError
+from .. import create
+from ..runs.checkpoint import load_model
+from ..data.loader import build_loader
+from ..data.pairs import fixed_pairs
+from ..data.transforms import to_network_range
+from ..inference.device import pick_device
+from ..errors import FusionkitError
 from .metrics import psnr, ssim, to_space
-from .models import count_parameters
-from .pipeline import fuse_with_model, reconstruct_with_teacher, student_input
-from .runlog import save_grid
+from ..models.fusionnet import count_parameters
+from ..inference.pipeline import fuse_with_model, reconstruct_with_teacher, student_input
+from .pictures import save_grid
 from .speed import gflops, measure
 
 SPLITS = ("low", "high", "all")
@@ -36,6 +36,7 @@ class Candidate:
     module: nn.Module
     color: str = "rgb"
     source: str = ""
+    oracle: bool = False  # looks at the ground truth: shown where there is one, never ranked
     rows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def fuse(self, exposures: Tensor, target: Tensor) -> Tensor:
@@ -62,7 +63,8 @@ def load_candidates(checkpoints: list[Path], methods: list[str], device: torch.d
         label = f"{recipe['name']} ({path.parent.name})" if role == "student" else f"{recipe['name']} teacher ({path.parent.name})"
         candidates.append(Candidate(label, role, model.to(device).eval(), recipe.get("color", "rgb"), str(path)))
     for name in methods:
-        candidates.append(Candidate(name, "method", create("method", name).to(device).eval(), source="training-free"))
+        method = create("method", name).to(device).eval()
+        candidates.append(Candidate(name, "method", method, source="training-free", oracle=bool(getattr(method, "needs_reference", False))))
     return candidates
 
 
@@ -186,7 +188,7 @@ def run_bench(
         "models": [],
     }
     for cand in candidates:
-        entry = {"label": cand.label, "role": cand.role, "source": cand.source, "quality": summarise_quality(cand)}
+        entry = {"label": cand.label, "role": cand.role, "source": cand.source, "oracle": cand.oracle, "quality": summarise_quality(cand)}
         if speed:
             entry["speed"] = speed_of(
                 cand, size=size, batch=batch, device=dev, autocast_dtype=autocast_dtype, channels_last=channels_last,

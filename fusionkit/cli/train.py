@@ -7,8 +7,8 @@ import sys
 import click
 import yaml
 
-from .config import TrainConfig, make_config, read_config_file
-from .errors import FusionkitError
+from ..training.config import TrainConfig, make_config, read_config_file
+from ..errors import FusionkitError
 
 D = TrainConfig()
 
@@ -35,8 +35,8 @@ def _key_values(values: tuple[str, ...], option: str) -> dict:
 @click.option("--width", type=int, help=f"Channels of student and teacher  [default: {D.width}; the paper: 64]")
 @click.option("--num-blocks", type=int, help="ResBlocks in student and teacher  [default: 6]")
 @click.option("--attention", help="Attention block for both the channel and spatial slots (any registered attention).")
-@click.option("--channel-attention", help="Channel attention on the fused features (se_strip: se).")
-@click.option("--spatial-attention", help="Bottleneck spatial attention (se_strip: strip).")
+@click.option("--channel-attention", help="Channel attention on the fused features  [default: the preset's own]")
+@click.option("--spatial-attention", help="Bottleneck spatial attention  [default: the preset's own]")
 @click.option("--student-option", "student_option", multiple=True, metavar="KEY=VALUE", help="Any other student preset option (repeatable).")
 @click.option("--distill", help=f"Distillation loss component  [default: {D.distill}]")
 @click.option("--distill-option", multiple=True, metavar="KEY=VALUE", help="Option of the distillation loss, e.g. pairs=[[2,2],[4,4],[6,6]].")
@@ -61,7 +61,7 @@ def _key_values(values: tuple[str, ...], option: str) -> dict:
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this folder exactly where it stopped.")
 def train(config_file, student_option, distill_option, compile_, resume, **options) -> None:
     """Train the teacher, then the student distilling from it (see docs/training.md)."""
-    from .train import TrainingInterrupted, train as run_training
+    from ..training.engine import TrainingInterrupted, train as run_training
 
     given = {k: v for k, v in options.items() if v is not None}
     if compile_ is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import FusionkitError
+from ..errors import FusionkitError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .errors import FusionkitError, FusionkitWarning
+from ..errors import FusionkitError, FusionkitWarning
 from .locality import tile_dependent_layers
-from .wholeimage import WholeImagePool, bilinear_matrix, pooling_context, pooling_groups, pooling_matrix
+from ..wholeimage import WholeImagePool, bilinear_matrix, pooling_context, pooling_groups, pooling_matrix
 
 
 @dataclass(frozen=True)

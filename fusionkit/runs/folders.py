@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import FusionkitError
+from ..errors import FusionkitError
 
 RUNS_DIR = Path("runs")
 

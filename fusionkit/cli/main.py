@@ -8,9 +8,9 @@ import warnings
 
 import click
 
-from . import __version__
-from .errors import FusionkitError
-from .registry import KINDS
+from .. import __version__
+from ..errors import FusionkitError
+from ..registry import KINDS
 
 
 class FusionkitGroup(click.Group):
@@ -38,7 +38,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version, summary}.")
 def plugins(kind: str | None, as_json: bool) -> None:
     """List installed components by kind, with the plugin distribution that registered each."""
-    from . import available
+    from .. import available
 
     components = available(kind)
     if as_json:
@@ -52,9 +52,10 @@ def plugins(kind: str | None, as_json: bool) -> None:
 
 
 def _add_commands() -> None:
-    from .cli_bench import bench, fuse
-    from .cli_data import data
-    from .cli_train import train
+    from .bench import bench
+    from .fuse import fuse
+    from .data import data
+    from .train import train
 
     for command in (data, train, bench, fuse):
         cli.add_command(command)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .data.transforms import fuse_chroma, from_network_range, rgb_to_ycbcr, std_normalize, to_network_range, ycbcr_to_rgb
-from .errors import FusionkitError
-from .models import pad_to_multiple
+from ..data.transforms import fuse_chroma, from_network_range, rgb_to_ycbcr, std_normalize, to_network_range, ycbcr_to_rgb
+from ..errors import FusionkitError
+from ..models.fusionnet import pad_to_multiple
 from .tiling import tiled_apply
 
 def to_model_space(images: Tensor, color: str) -> Tensor:

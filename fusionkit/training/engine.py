@@ -19,17 +19,19 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import create, distributed
-from .atomic import write_json
-from .checkpoint import load_model, load_state, load_weights, make_recipe, paths, read_recipe, save_model
+from .. import create
+from . import distributed
+from ..data.atomic import write_json
+from ..runs.checkpoint import load_model, load_state, load_weights, make_recipe, paths, read_recipe, save_model
 from .config import TrainConfig, make_config, read_config_file
-from .data.loader import build_loader
-from .data.transforms import from_network_range
-from .errors import FusionkitError, FusionkitWarning
-from .metrics import psnr
+from ..data.loader import build_loader
+from ..data.transforms import from_network_range
+from ..errors import FusionkitError, FusionkitWarning
+from ..evaluation.metrics import psnr
 from .perceptual import build_perceptual_loss
-from .pipeline import fuse_with_model, network_target, reconstruct_with_teacher, student_input
-from .runlog import StepLog, plot_loss_curves, save_grid
+from ..inference.pipeline import fuse_with_model, network_target, reconstruct_with_teacher, student_input
+from .runlog import StepLog, plot_loss_curves
+from ..evaluation.pictures import save_grid
 
 #: Called after every optimiser step with (stage, step, loss terms); returning True stops the run
 #: as Ctrl-C would (a checkpoint is written first).
@@ -176,7 +178,7 @@ class Trainer:
     def _data_root(self) -> Path:
         if self.config.data:
             return Path(self.config.data)
-        from .data.sample import ensure_sample  # imports scikit-image; only needed for the sample set
+        from ..data.sample import ensure_sample  # imports scikit-image; only needed for the sample set
 
         if self.ctx.is_main:
             root = ensure_sample()

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_atomic
+from ..data.atomic import write_atomic
 
 SPLITS = ("low", "high", "all")
 #: (column, path into a model entry, format, higher is better)
@@ -44,7 +44,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and cells; the best value of each column (oracles excluded) carries a '*'."""
     cols = columns(report)
     header = ["model", *[c[0] for c in cols]]
-    contenders = [m for m in report["models"] if m["label"] != "best_input"]
+    contenders = [m for m in report["models"] if not m.get("oracle")]
     best = {}
     for name, path, _, higher in cols:
         values = [_get(m, path) for m in contenders if _get(m, path) is not None and not (path[-1] == "peak_memory_mb" and m["role"] == "method")]
@@ -77,7 +77,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     settings = ", ".join(f"{k}: {v}" for k, v in report["settings"].items())
     lines = [f"Machine: {where}  ", f"Settings: {settings}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += ["", "`*` best in column (the `best_input` oracle, which looks at the ground truth, is not ranked). "
+    lines += ["", "`*` best in column (oracles, which look at the ground truth, are not ranked). "
               "Teacher rows are the autoencoder reconstructing ground truth (the paper's AE columns)."]
     return "\n".join(lines) + "\n"
 

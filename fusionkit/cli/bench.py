@@ -1,4 +1,4 @@
-"""``fusionkit bench`` and ``fusionkit fuse``: thin wrappers over :mod:`fusionkit.bench` and :mod:`fusionkit.fuse`."""
+"""``fusionkit bench``: a thin wrapper over :mod:`fusionkit.evaluation.bench`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from .errors import FusionkitError
+from ..errors import FusionkitError
 
 
 @click.command()
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset root (exposure-errors layout); default: the embedded sample set.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(), help="A student/teacher .safetensors or a run folder; repeatable. Default: the latest run in runs/.")
-@click.option("--methods", default="mertens,mean,best_input", show_default=True, help="Training-free methods to compare (comma-separated; '' for none).")
+@click.option("--methods", help="Training-free methods to compare (comma-separated; '' for none)  [default: every registered method]")
 @click.option("--expert", default="c", show_default=True, help="Ground-truth expert of the test split.")
 @click.option("--metric-space", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True, help="Compute PSNR/SSIM on RGB or on luma.")
 @click.option("--size", default=512, show_default=True, help="Square size (pixels) of the speed measurement.")
@@ -32,9 +32,9 @@ from .errors import FusionkitError
 def bench(data, checkpoints, methods, expert, metric_space, size, batch, iters, warmup, device, amp, channels_last, compile_model,
           max_scenes, no_speed, json_path, csv_path, markdown_path, grid_path) -> None:
     """PSNR / SSIM on the low, high and all test splits, and speed, side by side."""
-    from .bench import run_bench
-    from .report import format_table, write_report
-    from .runs import checkpoints_in, latest_run
+    from ..evaluation.bench import run_bench
+    from ..evaluation.report import format_table, write_report
+    from ..runs.folders import checkpoints_in, latest_run
 
     if checkpoints:
         paths = [p for c in checkpoints for p in checkpoints_in(c)]
@@ -42,11 +42,16 @@ def bench(data, checkpoints, methods, expert, metric_space, size, batch, iters, 
         run = latest_run()
         paths = checkpoints_in(run) if run else []
         click.echo(f"evaluating run {run}" if run else "no trained run in runs/: comparing training-free methods only (train with `fusionkit train`)", err=True)
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if methods is None:
+        from .. import available
+
+        names = [c.name for c in available("method")]
+    else:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
     if not paths and not names:
         raise FusionkitError("nothing to evaluate: give --checkpoint or --methods")
     if data is None:
-        from .data.sample import ensure_sample
+        from ..data.sample import ensure_sample
 
         data = ensure_sample()
     if grid_path is None and json_path:
@@ -60,21 +65,3 @@ def bench(data, checkpoints, methods, expert, metric_space, size, batch, iters, 
     write_report(report, Path(json_path) if json_path else None, Path(csv_path) if csv_path else None, Path(markdown_path) if markdown_path else None)
     if grid_path:
         click.echo(f"grid: {grid_path}", err=True)
-
-
-@click.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Fused image (.png, .jpg or .tif).")
-@click.option("--checkpoint", type=click.Path(), help="Student checkpoint, or a run folder  [default: the latest run's student]")
-@click.option("--method", help="A training-free method instead of a checkpoint (e.g. mertens).")
-@click.option("--tile", type=int, help="Fuse in overlapping tiles of this size (multiple of 4) to bound memory on large photos; whole-image attention statistics are gathered over all tiles first.")
-@click.option("--overlap", default=64, show_default=True, help="Overlap between tiles, in pixels.")
-@click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="Output bit depth (16 for PNG/TIFF).")
-@click.option("--device", default="auto", show_default=True)
-def fuse(inputs, output, checkpoint, method, tile, overlap, bits, device) -> None:
-    """Fuse differently-exposed photos of one scene (e.g. under.jpg over.jpg) into OUTPUT."""
-    from .fuse import fuse_files
-
-    written = fuse_files([Path(p) for p in inputs], Path(output), checkpoint=Path(checkpoint) if checkpoint else None,
-                         method=method, tile=tile, overlap=overlap, bits=int(bits), device=device)
-    click.echo(f"wrote {written}")

@@ -17,9 +17,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .atomic import write_atomic, write_json
-from .errors import FusionkitError, UnknownComponentError
-from .plugins import get_registry
+from ..data.atomic import write_atomic, write_json
+from ..errors import FusionkitError, UnknownComponentError
+from ..plugins import get_registry
 
 FORMAT = "fusionkit-checkpoint/1"
 
@@ -108,7 +108,7 @@ def read_recipe(stem: str | Path) -> dict[str, Any]:
 
 def build_from_recipe(recipe: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
     """Rebuild the recipe's model; a component from a missing plugin gets a message naming the plugin."""
-    from . import create
+    from .. import create
 
     try:
         return create(recipe["kind"], recipe["name"], **recipe.get("options", {}))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .errors import FusionkitError
+from ..errors import FusionkitError
 
 
 @click.group()
@@ -27,8 +27,8 @@ def sample(directory: Path | None, max_scenes: int | None, sheet: Path | None, s
     +1, +1.5 by an emulated camera; the ground truth is the photograph. Nothing is downloaded.
     A complete set is left as it is, so a second call returns at once.
     """
-    from .data.layout import EVS, SPLITS
-    from .data.sample import ensure_sample, read_manifest, write_contact_sheet
+    from ..data.layout import EVS, SPLITS
+    from ..data.sample import ensure_sample, read_manifest, write_contact_sheet
 
     try:
         root = ensure_sample(directory, max_scenes=max_scenes)

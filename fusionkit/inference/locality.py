@@ -14,7 +14,7 @@ from typing import Callable
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from .wholeimage import WholeImagePool
+from ..wholeimage import WholeImagePool
 
 _REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "std", "var", "std_mean", "var_mean", "logsumexp", "nanmean"}
 _SOFTMAX = {"softmax", "log_softmax"}

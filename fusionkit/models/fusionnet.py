@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .interfaces import BackboneOutput
+from ..interfaces import BackboneOutput
 
 
 class FusionNet(nn.Module):

@@ -1,0 +1,110 @@
+"""The package layout's import rules (docs/architecture.md), checked on the source's parsed imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "fusionkit"
+
+#: Each layer and the layers it may import. The core is the top-level modules plus ``models``.
+ALLOWED = {
+    "core": {"core"},
+    "data": {"core", "data"},
+    "runs": {"core", "data", "runs"},
+    "inference": {"core", "data", "runs", "inference"},
+    "evaluation": {"core", "data", "runs", "inference", "evaluation"},
+    "training": {"core", "data", "runs", "inference", "evaluation", "training"},
+    "cli": {"core", "data", "runs", "inference", "evaluation", "training", "cli"},
+}
+PLUGIN_PACKAGES = ("fusionkit_kd", "fusionkit_timm", "fusionkit_classic")
+
+
+def layer_of(module: str) -> str:
+    """``fusionkit.training.engine`` -> ``training``; top-level modules and ``models`` -> ``core``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else "core"
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, root: Path) -> list[tuple[int, str]]:
+    """Absolute names of every module ``path`` imports (relative imports resolved), with line numbers."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.append((node.lineno, target))
+            # ``from . import engine`` imports a module too
+            found += [(node.lineno, f"{target}.{a.name}") for a in node.names if (root.parent / f"{target}.{a.name}".replace(".", "/")).with_suffix(".py").exists()]
+    return found
+
+
+def violations(root: Path = PACKAGE) -> list[str]:
+    """Every import that breaks the documented direction, as 'file:line: message'."""
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        source = module_name(path, root)
+        layer = layer_of(source)
+        for lineno, target in imported_modules(path, root):
+            where = f"{path.relative_to(root.parent)}:{lineno}"
+            if target.split(".")[0] in PLUGIN_PACKAGES:
+                problems.append(f"{where}: {source} imports the plugin package {target}")
+            if not target.startswith(root.name + ".") or target == source:
+                continue
+            target_layer = layer_of(target)
+            if target_layer == "cli" and layer != "cli" and source != f"{root.name}.__main__":
+                problems.append(f"{where}: {source} imports {target}; nothing imports the cli")
+            elif target_layer not in ALLOWED[layer] and target_layer != "cli":
+                problems.append(f"{where}: {source} ({layer}) imports {target} ({target_layer})")
+    return problems
+
+
+def test_imports_follow_the_documented_direction():
+    assert violations() == []
+
+
+def test_top_level_stays_small():
+    modules = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(modules) <= 8, modules
+
+
+def test_every_package_says_what_lives_there_and_what_it_may_import():
+    for init in PACKAGE.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "import" in doc.lower(), f"{init} docstring does not say what it may import"
+
+
+@pytest.mark.parametrize(
+    ("where", "line", "expected"),
+    [
+        ("registry.py", "from .training import engine\n", "fusionkit.registry (core) imports fusionkit.training"),
+        ("data/io.py", "from ..inference.fuse import fuse_files\n", "(data) imports fusionkit.inference.fuse (inference)"),
+        ("evaluation/bench.py", "from ..training.config import make_config\n", "(evaluation) imports fusionkit.training.config"),
+        ("training/engine.py", "from ..cli.main import cli\n", "nothing imports the cli"),
+        ("inference/fuse.py", "import fusionkit_kd\n", "imports the plugin package fusionkit_kd"),
+    ],
+)
+def test_checker_catches_a_forbidden_import(tmp_path, where, line, expected):
+    """A copy of the package with one forbidden import added fails the check, naming the import."""
+    import shutil
+
+    copy = tmp_path / "fusionkit"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / where
+    target.write_text(target.read_text() + line)
+    found = violations(copy)
+    assert any(expected in problem for problem in found), found
