@@ -1,0 +1,110 @@
+"""No-reference fusion quality metrics: Petrović–Xydeas Q^AB/F and Hossny's normalised mutual information.
+
+Multi-exposure fusion papers (and the MEFB benchmark) report these beside MEF-SSIM: both score a fused
+image by how much of its inputs it keeps, edges for Q^AB/F and grey-level information for Q_MI, with no
+ground truth. Both read 8-bit grey levels, as the MATLAB benchmark code does: each RGB channel quantised
+like ``im2uint8`` (round(255 x)), then MATLAB ``rgb2gray``'s BT.601 luma weights, rounded to a level.
+Everything runs in float64 on the inputs' device and scores each image of the batch: shape (N,).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .metrics import MetricInputError
+
+#: MATLAB rgb2gray: the luma row of the inverse NTSC YIQ matrix, BT.601's 0.299/0.587/0.114 unrounded.
+RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+#: Q^AB/F constants of Xydeas & Petrović (2000): sigmoid gain Gamma, slope k, centre sigma for the
+#: strength (g) and orientation (a) preservation, and the weight exponent L (w = g**L).
+GAMMA_G, K_G, SIGMA_G = 0.9994, -15.0, 0.5
+GAMMA_A, K_A, SIGMA_A = 0.9879, -22.0, 0.8
+L = 1
+
+
+def gray_levels(images: torch.Tensor) -> torch.Tensor:
+    """RGB (..., 3, H, W) in [0, 1] -> integer grey levels 0..255 (..., H, W) in float64, as MATLAB's
+    ``rgb2gray(im2uint8(x))`` (rounding half away from zero)."""
+    rgb = images.to(torch.float64).clamp(0, 1).mul_(255).add_(0.5).floor_()
+    weights = torch.tensor(RGB2GRAY, dtype=torch.float64, device=images.device)
+    return torch.einsum("...chw,c->...hw", rgb, weights).add_(0.5).floor_()
+
+
+def _gray_inputs(fused: torch.Tensor, exposures: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grey levels of ``fused`` (N, 3, H, W) -> (N, H, W) and ``exposures`` (N, K, 3, H, W) -> (N, K, H, W)."""
+    if (
+        fused.dim() != 4 or fused.shape[1] != 3 or exposures.dim() != 5
+        or exposures.shape[0] != fused.shape[0] or exposures.shape[1] < 1 or exposures.shape[2:] != fused.shape[1:]
+    ):
+        raise MetricInputError(
+            "fusion metrics take fused (N, 3, H, W) and exposures (N, K>=1, 3, H, W) of the same N, H, W; "
+            f"got {tuple(fused.shape)} and {tuple(exposures.shape)}"
+        )
+    return gray_levels(fused), gray_levels(exposures)
+
+
+def _edges(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel edge strength g and orientation alpha = atan(s_y / s_x) in [-pi/2, pi/2] of (..., H, W) images.
+
+    As Qabf.m's conv2(img, h, 'same') with h = [-1 0 1; -2 0 2; -1 0 1] for s_x and [1 2 1; 0 0 0; -1 -2 -1]
+    for s_y: zero border, and conv2 flips the kernels, so s_x = left - right and s_y = below - above. The
+    signs matter only where s_x = 0, whose orientation is +pi/2 whatever the sign of s_y. Sums of shifted
+    copies rather than a convolution: exact on integer levels, about twice as fast as float64 conv2d on a CPU.
+    """
+    padded = F.pad(gray, (1, 1, 1, 1))
+    across = padded[..., :-2] - padded[..., 2:]
+    down = padded[..., 2:, :] - padded[..., :-2, :]
+    sx = across[..., :-2, :] + 2 * across[..., 1:-1, :] + across[..., 2:, :]
+    sy = down[..., :-2] + 2 * down[..., 1:-1] + down[..., 2:]
+    return torch.hypot(sx, sy), torch.where(sx == 0, math.pi / 2, torch.atan(sy / sx))
+
+
+def qabf(fused: torch.Tensor, exposures: torch.Tensor) -> torch.Tensor:
+    """Petrović & Xydeas' edge-preservation score Q^AB/F per image, shape (N,), at most Q_g(1) Q_a(1) = 0.9748.
+
+    C. S. Xydeas and V. Petrović, "Objective image fusion performance measure", Electronics Letters
+    36(4), 2000. Per pixel and input k: relative strength G = min(g_k, g_F) / max(g_k, g_F) and
+    orientation A = 1 - |alpha_k - alpha_F| / (pi/2) pass through sigmoids, Q^kF = Q_g(G) Q_a(A), and
+    the score is sum_k sum_px Q^kF g_k**L / sum_k sum_px g_k**L. Conventions of the circulating
+    ``Qabf.m`` (VIFB, MEFB): zero-padded Sobel, alpha = pi/2 where s_x = 0, no wrap of the angle
+    difference. One deliberate difference: equal strengths give G = 1 as in the paper, where
+    Qabf.m sets G = g_F (a bug that makes G depend on the intensity scale). No edges anywhere in
+    the inputs give 0/0 = NaN.
+    """
+    f, x = _gray_inputs(fused, exposures)
+    g, alpha = _edges(torch.cat((f[:, None], x), dim=1))
+    g_f, a_f, g_x, a_x = g[:, :1], alpha[:, :1], g[:, 1:], alpha[:, 1:]
+    strength = torch.where(g_x == g_f, 1.0, torch.minimum(g_x, g_f) / torch.maximum(g_x, g_f))
+    orientation = 1 - (a_x - a_f).abs() / (math.pi / 2)
+    q_g = GAMMA_G / (1 + torch.exp(K_G * (strength - SIGMA_G)))
+    q_a = GAMMA_A / (1 + torch.exp(K_A * (orientation - SIGMA_A)))
+    weight = g_x**L
+    return (q_g * q_a * weight).sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3))
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    return -torch.special.xlogy(p, p).sum(dim=-1)
+
+
+def normalized_mutual_information(fused: torch.Tensor, exposures: torch.Tensor) -> torch.Tensor:
+    """Hossny's normalised mutual information Q_MI per image, shape (N,), in [0, K].
+
+    M. Hossny, S. Nahavandi and D. Creighton, "Comments on 'Information measure for performance of
+    image fusion'", Electronics Letters 44(18), 2008: Q_MI = 2 sum_k MI(k, F) / (H(k) + H(F)), from
+    256-bin joint histograms of the grey levels. Plain MI(A, F) + MI(B, F) rewards a fused image that
+    copies the input of higher entropy (MI(A, A) = H(A)); dividing each term by H(k) + H(F) removes
+    that. Given the same grey images it equals MEFB's metricsNMI.m, whose min-max stretch maps levels
+    one to one and so leaves entropies unchanged. A flat input and a flat fused image give 0/0 = NaN.
+    """
+    f, x = _gray_inputs(fused, exposures)
+    n, k = x.shape[:2]
+    pixels = f[0].numel()
+    image = torch.arange(n * k, device=x.device).view(n, k, 1)
+    pair = (image * 256 + x.long().flatten(2)) * 256 + f.long().flatten(1)[:, None]
+    joint = torch.bincount(pair.flatten(), minlength=n * k * 65536).view(n, k, 256, 256).to(torch.float64) / pixels
+    h_x, h_f, h_xf = _entropy(joint.sum(dim=3)), _entropy(joint.sum(dim=2)), _entropy(joint.flatten(2))
+    return (2 * (h_x + h_f - h_xf) / (h_x + h_f)).sum(dim=1)
