@@ -4,8 +4,10 @@
 
 DATA is the shared data folder (default: $FUSIONKIT_SHARED_DATA, else ../shared/data beside the
 repository); its brackets/{train,test}/<scene>/NN.jpg and sice/{train,test}/inputs/<scene>/NN.jpg
-are read (numbered darkest first). --sample DIR also measures a set in Afifi et al.'s layout (the
-one `fusionkit data sample DIR` writes) the same way, beside the EV gap its file names state.
+are read (numbered darkest first). --sample DIR also measures a rendered set the same way, beside
+the nominal EV gap it was rendered with: the sample set (`fusionkit data sample DIR`) or a set from
+`fusionkit data render` (bracket layout, nominal EVs from its manifest), or an older set in Afifi
+et al.'s layout (nominal EVs from its file names).
 
 Estimator. No EV is recorded, so the gap between two exposures of a static scene is measured from
 the pixels: both 8-bit images are linearised with the inverse sRGB curve, the channel values that
@@ -43,8 +45,13 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from fusionkit.data import detect_layout, find_brackets
 from fusionkit.data.camera import srgb_to_linear
 from fusionkit.data.layout import EV_VALUES, EVS, SPLITS, find_scenes
+from fusionkit.data.manifest import read_manifest
+from fusionkit.data.render import MANIFEST as RENDER_MANIFEST
+from fusionkit.data.render import SPLIT_FOLDERS
+from fusionkit.data.sample import MANIFEST as SAMPLE_MANIFEST
 
 LOW, HIGH = 0.05, 0.9  # well exposed: linear value within [LOW, HIGH] in both images
 MIN_COMMON = 0.002  # fewest well-exposed values in common (fraction of all) for an estimate
@@ -94,9 +101,22 @@ def real_scenes(folder: Path):
 
 
 def sample_scenes(root: Path, split: str):
-    """Scenes of an Afifi-layout set; extremes are its lowest and highest EV."""
-    for scene in find_scenes(root, split):
-        yield scene.name, [iio.imread(scene.inputs[ev]) for ev in EVS], EV_VALUES[EVS[-1]] - EV_VALUES[EVS[0]]
+    """Scenes of a rendered set, with the nominal gap between its darkest and brightest exposure."""
+    if detect_layout(root) == "exposure_errors":
+        for scene in find_scenes(root, split):
+            yield scene.name, [iio.imread(scene.inputs[ev]) for ev in EVS], EV_VALUES[EVS[-1]] - EV_VALUES[EVS[0]]
+        return
+    manifest = read_manifest(root, SAMPLE_MANIFEST) or read_manifest(root, RENDER_MANIFEST) or {}
+    evs = manifest.get("evs", {})
+    for bracket in find_brackets(root, split):
+        nominal = evs[bracket.name][-1] - evs[bracket.name][0] if bracket.name in evs else None
+        yield bracket.name, [iio.imread(f) for f in bracket.exposures], nominal
+
+
+def sample_splits(root: Path) -> list[str]:
+    """The splits a rendered set has (Afifi's folder names, or train / val / test)."""
+    names = SPLITS if detect_layout(root) == "exposure_errors" else SPLIT_FOLDERS.values()
+    return [split for split in names if (root / split).is_dir()]
 
 
 def summary(label: str, rows: dict[str, dict]) -> str:
@@ -111,12 +131,14 @@ def summary(label: str, rows: dict[str, dict]) -> str:
     lines = [f"{label}: {len(rows)} scenes, {min(r['exposures'] for r in rows.values())}-"
              f"{max(r['exposures'] for r in rows.values())} exposures; gap {counts}"]
     nominal = {r.get("nominal_gap_ev") for r in rows.values()} - {None}
-    if nominal:
+    if 0 < len(nominal) <= 3:
         lines[0] += f"; nominal gap {', '.join(f'{n:g}' for n in sorted(nominal))} EV"
+    elif nominal:
+        columns.insert(0, ("nominal_gap_ev", "nominal gap EV", "{:.2f}"))
     for key, name, fmt in columns:
         if key == "gap_at_least_ev" and "none" not in methods:
             continue
-        values = [v for r in rows.values() for v in (r[key] if isinstance(r[key], list) else [r[key]]) if v is not None]
+        values = [v for r in rows.values() for v in (r.get(key) if isinstance(r.get(key), list) else [r.get(key)]) if v is not None]
         if values:
             q = np.percentile(values, [0, 25, 50, 75, 100])
             lines.append(f"  {name:<24} median {fmt.format(q[2])}  IQR {fmt.format(q[1])}-{fmt.format(q[3])}  "
@@ -132,7 +154,7 @@ def default_data() -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", type=Path, default=None, help="shared data folder")
-    parser.add_argument("--sample", type=Path, help="also measure this set in Afifi et al.'s layout")
+    parser.add_argument("--sample", type=Path, help="also measure this rendered set (sample set or `fusionkit data render` output)")
     parser.add_argument("--out", type=Path, help="write the per-scene table to this JSON file")
     args = parser.parse_args()
     data = args.data or default_data()
@@ -142,7 +164,7 @@ def main() -> None:
     if args.sample:
         if not args.sample.is_dir():
             sys.exit(f"error: sample set not found: {args.sample}; write one with `fusionkit data sample {args.sample}`")
-        sources.update({f"sample/{split}": sample_scenes(args.sample, split) for split in SPLITS})
+        sources.update({f"sample/{split}": sample_scenes(args.sample, split) for split in sample_splits(args.sample)})
 
     table = {}
     for label, scenes in sources.items():

@@ -14,15 +14,25 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["KINDS", "Component", "FusionkitError", "__version__", "available", "create", "hookimpl"]
+__all__ = ["KINDS", "Component", "FusionkitError", "__version__", "available", "component", "create", "hookimpl"]
+
+
+def _registry():
+    """The registry building right now (inside ``create``), else the process-wide one."""
+    from .plugins import get_registry
+    from .registry import active_registry
+
+    return active_registry() or get_registry()
 
 
 def create(kind: str, name: str, *args: Any, **options: Any) -> Any:
     """Build the component ``name`` of ``kind`` (e.g. ``create("student", "se_strip", width=32)``)."""
-    from .plugins import get_registry
-    from .registry import active_registry
+    return _registry().create(kind, name, *args, **options)
 
-    return (active_registry() or get_registry()).create(kind, name, *args, **options)
+
+def component(kind: str, name: str) -> Component:
+    """The registered component ``name`` of ``kind`` (its factory, summary and plugin), unbuilt."""
+    return _registry().get(kind, name)
 
 
 def available(kind: str | None = None, pattern: str = "*") -> list[Component]:

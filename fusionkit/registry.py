@@ -18,7 +18,7 @@ from .errors import (
 )
 
 #: Every kind a plugin may register. `method` and `dataset` are training-free fusion methods
-#: and dataset readers.
+#: and dataset readers; `metric` scores a fused image, `loss` is a weighted training term.
 KINDS = (
     "backbone",
     "attention",
@@ -28,6 +28,8 @@ KINDS = (
     "teacher",
     "method",
     "dataset",
+    "metric",
+    "loss",
 )
 
 
@@ -132,6 +134,10 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         return sorted(n for k, n in self._components if k == kind)
+
+    def conflicts(self, kind: str | None = None) -> dict[tuple[str, str], list[Component]]:
+        """Names that more than one plugin registered (unusable until one goes), with every claimant."""
+        return {key: list(claimants) for key, claimants in self._conflicts.items() if kind is None or key[0] == kind}
 
     def list(self, kind: str | None = None, pattern: str = "*") -> list[Component]:
         """Components sorted by kind then name, optionally of one kind and matching a glob."""

@@ -1,8 +1,10 @@
-"""A tiny synthetic dataset in the exposure-errors layout, for tests that need real files fast."""
+"""Tiny synthetic datasets for tests that need real files fast: the exposure-errors layout and brackets."""
 
 from __future__ import annotations
 
+from itertools import cycle
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import imageio.v3 as iio
 import numpy as np
@@ -36,4 +38,38 @@ def make_fake_dataset(root: Path, train: int = 6, val: int = 2, test: int = 2, s
             for ev_name, ev in EVS.items():
                 shot = np.clip(linear * 2.0**ev, 0, 1) ** (1 / 2.4)
                 iio.imwrite(inputs / f"{name}_{ev_name}.JPG", (shot * 255 + 0.5).astype(np.uint8), extension=".jpg", quality=90)
+    return root
+
+
+def bracket_pattern(blue: int, size: tuple[int, int]) -> np.ndarray:
+    """R encodes x and G encodes y (so crops and flips can be read back); B tells the images apart."""
+    y, x = np.mgrid[0 : size[0], 0 : size[1]]
+    return np.stack([x * 7 % 256, y * 10 % 256, np.full_like(x, blue)], axis=-1).astype(np.uint8)
+
+
+def make_fake_brackets(
+    root: Path,
+    scenes: Mapping[str, int] | None = None,
+    exposures: int | Sequence[int] = 3,
+    reference: bool = True,
+    size: tuple[int, int] = (24, 32),
+) -> Path:
+    """Write brackets as PNG: ``<split>/inputs/<scene>/NN.png`` + ``<split>/reference/<scene>.png`` (sice
+    layout) with ``reference``, else ``<split>/<scene>/NN.png``.
+
+    ``scenes`` maps split folder -> count (default: 4 train, 2 test), named ``<split><index>``
+    (``train00``); exposure NN has blue 20 * NN (darkest first), the reference blue 250.
+    ``exposures`` is a count for every scene, or counts given to scenes in turn.
+    """
+    counts = cycle([exposures] if isinstance(exposures, int) else exposures)
+    for split, count in (scenes or {"train": 4, "test": 2}).items():
+        for index in range(count):
+            name = f"{split}{index:02d}"
+            folder = root / split / "inputs" / name if reference else root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for number in range(1, next(counts) + 1):
+                iio.imwrite(folder / f"{number:02d}.png", bracket_pattern(20 * number, size))
+            if reference:
+                (root / split / "reference").mkdir(exist_ok=True)
+                iio.imwrite(root / split / "reference" / f"{name}.png", bracket_pattern(250, size))
     return root

@@ -22,9 +22,9 @@ from tests.fake_exposure_data import make_fake_dataset
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny dataset and a tiny trained run (both stages) on it."""
     root = tmp_path_factory.mktemp("bench")
-    data = make_fake_dataset(root / "data", train=4, val=1, test=2, size=40)
+    data = make_fake_dataset(root / "data", train=4, val=1, test=2, size=48)  # MEF-SSIM needs 44 px
     config = make_config({"data": str(data), "run_dir": str(root / "run"), "width": 8, "crop": 32, "batch_size": 2,
-                          "teacher_steps": 6, "student_steps": 6, "lambda_perceptual": 0.0, "device": "cpu"})
+                          "teacher_steps": 6, "student_steps": 6, "losses": {"perceptual": 0}, "device": "cpu"})
     return data, train(config)
 
 

@@ -27,7 +27,7 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("amp, compile_model", [("bf16", False), ("fp16", False), ("bf16", True)])
 def test_training_on_cuda(dataset, tmp_path, amp, compile_model):
     config = make_config({"data": str(dataset), "run_dir": str(tmp_path / "run"), "width": 8, "crop": 32, "batch_size": 2,
-                          "teacher_steps": 20, "student_steps": 20, "lambda_perceptual": 0.0, "device": "cuda",
+                          "teacher_steps": 20, "student_steps": 20, "losses": {"perceptual": 0}, "device": "cuda",
                           "amp": amp, "compile": compile_model, "log_every": 1})
     run = train(config)
     recipe = read_recipe(run / "student")

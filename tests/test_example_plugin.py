@@ -77,7 +77,7 @@ def test_installed_attention_builds_into_a_student(site):
         import os, torch, fusionkit
         from fusionkit.plugins import build_registry
 
-        net = fusionkit.create("student", "se_strip", channel_attention={NAME!r}, width=8).eval()
+        net = fusionkit.create("student", "se_strip", channel_attention={NAME!r}, width=8, head="kd_upsample").eval()
         assert [type(m).__name__ for m in net.modules()].count("GatedSpatial") == 1
         with torch.no_grad():
             y = net(torch.rand(1, 6, 32, 32) * 2 - 1)

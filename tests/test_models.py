@@ -28,6 +28,11 @@ def names(kind: str) -> list[str]:
     return [c.name for c in fusionkit.available(kind)]
 
 
+def output_shape(net: FusionNet, h: int, w: int) -> tuple[int, ...]:
+    """A student's output: the image, or one weight logit map per exposure for a blending head."""
+    return (N, net.num_inputs if net.produces == "weights" else net.in_channels, h, w)
+
+
 def accepts(kind: str, name: str, option: str) -> bool:
     """Whether the factory names ``option`` (so small-width variants are only asked of parts that have one)."""
     try:
@@ -94,7 +99,7 @@ def test_every_attention_fits_both_slots_of_a_student(name):
     net = fusionkit.create("student", "se_strip", spatial_attention=name, channel_attention=name, width=SMALL)
     x = pair_batch(h=32, w=32)
     image, features = net(x, return_features=True)
-    assert image.shape == (N, 3, 32, 32)
+    assert image.shape == output_shape(net, 32, 32)
     assert_finite(image)
     # an attention block that wrote into its input would corrupt the last ResBlock's features
     assert torch.equal(features[-1], net.backbone(x).features[-1])
@@ -152,11 +157,13 @@ def test_head_built_from_declared_channels_makes_an_image(name, backbone, width,
 @pytest.mark.parametrize("name", names("student"))
 def test_student_fuses_a_pair(name, width):
     net = fusionkit.create("student", name, **sized("student", name, width)).train()
-    image = net(pair_batch())
+    out = net(pair_batch())
+    assert out.shape == output_shape(net, H, W)
+    assert_finite(out)
+    image = net.fuse(torch.rand(N, 2, 3, H, W), out) if net.produces == "weights" else out
     assert image.shape == (N, 3, H, W)
-    assert_finite(image)
     assert image.abs().max() <= 1
-    if width is not None:
+    if width is not None and net.produces == "image":  # a weight head's last layer starts at zero: see below
         assert_trains(net, (image - torch.rand_like(image)).abs().mean())
 
 
@@ -271,7 +278,7 @@ def test_swapping_attention_for_timm_blocks():
     assert kinds.count(CbamModule) == 2 and kinds.count(EcaModule) == 1
     assert SqueezeExcite not in kinds and StripPooling not in kinds
     assert all(isinstance(m, CbamModule) for m in net.bottleneck_attention)
-    assert net(pair_batch(h=32, w=32)).shape == (N, 3, 32, 32)
+    assert net(pair_batch(h=32, w=32)).shape == output_shape(net, 32, 32)
 
 
 @pytest.mark.parametrize(
@@ -281,7 +288,7 @@ def test_swapping_attention_for_timm_blocks():
 def test_reference_presets_compose_the_papers_ablations(preset, se_blocks, strip_blocks, skip):
     from fusionkit_kd.attention import SqueezeExcite, StripPooling
 
-    net = fusionkit.create("student", preset, width=SMALL)
+    net = fusionkit.create("student", preset, width=SMALL, head="kd_upsample")
     assert isinstance(net, FusionNet)
     kinds = [type(m) for m in net.modules()]
     assert kinds.count(SqueezeExcite) == se_blocks and kinds.count(StripPooling) == strip_blocks
@@ -298,7 +305,7 @@ def test_student_options_reshape_the_network():
 
 
 def test_student_with_three_single_channel_exposures():
-    net = fusionkit.create("student", "dense_fusion", width=SMALL, in_channels=1, num_inputs=3)
+    net = fusionkit.create("student", "dense_fusion", width=SMALL, in_channels=1, num_inputs=3, head="kd_upsample")
     assert net(torch.rand(N, 3, 32, 32)).shape == (N, 1, 32, 32)
     with pytest.raises(ValueError, match=r"expected input \(N, 3, H, W\) = 3 exposures of 1 channels"):
         net(torch.rand(N, 6, 32, 32))

@@ -50,11 +50,11 @@ def test_not_a_vgg_file_is_a_one_line_error(tmp_path):
 
 
 def test_training_with_vgg_weights_logs_the_term(vgg_files, tmp_path):
-    data = make_fake_dataset(tmp_path / "data", train=2, val=1, test=1, size=40)
+    data = make_fake_dataset(tmp_path / "data", train=2, val=1, test=1, size=48)
     config = make_config({"data": str(data), "run_dir": str(tmp_path / "run"), "width": 8, "crop": 32, "batch_size": 2,
                           "teacher_steps": 2, "student_steps": 2, "log_every": 1, "device": "cpu",
                           "vgg_weights": str(vgg_files / "vgg19_timm_style.safetensors")})
     run = train(config)
     recipe = read_recipe(run / "student")
-    assert recipe["perceptual"].startswith("perceptual loss on") and recipe["lambdas"]["perceptual"] == 1.0
+    assert recipe["notes"]["perceptual"].startswith("perceptual loss on") and recipe["losses"]["perceptual"] == 1.0
     assert '"loss_perceptual"' in (run / "log.jsonl").read_text()

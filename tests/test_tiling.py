@@ -127,7 +127,7 @@ def test_pools_are_gathered_block_by_block():
 def _strongly_attending(student: str) -> nn.Module:
     """A student whose attention matters: random weights and batch-norm statistics, as after training."""
     torch.manual_seed(0)
-    model = fusionkit.create("student", student, width=16).eval()
+    model = fusionkit.create("student", student, width=16, head="kd_upsample").eval()  # regresses pixels
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)

@@ -22,7 +22,7 @@ from fusionkit.plugins import build_registry, get_registry, set_registry
 from fusionkit.training.engine import NonFiniteLoss, Trainer, TrainingInterrupted, train
 from tests.fake_exposure_data import make_fake_dataset
 
-TINY = dict(width=8, crop=32, batch_size=2, teacher_steps=12, student_steps=12, lambda_perceptual=0.0, log_every=1, device="cpu", checkpoint_every=5)
+TINY = dict(width=8, crop=32, batch_size=2, teacher_steps=12, student_steps=12, losses={"perceptual": 0}, log_every=1, device="cpu", checkpoint_every=5)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +52,11 @@ def test_short_run_lowers_loss_and_writes_everything(dataset, tmp_path):
     recipe = read_recipe(run / "student")
     assert recipe["complete"] and recipe["step"] == 48 and recipe["name"] == "se_strip"
     assert recipe["plugins"] == {"fusionkit": fusionkit.__version__}
-    assert "perceptual loss off" in recipe["perceptual"]
+    assert recipe["losses"] == {"l1": 1.0, "mef_ssim": 1.0, "distill": 1.0}  # perceptual set to 0
     assert recipe["val_psnr"] > 5
-    assert {"loss_rec", "loss_distill", "samples_per_s"} <= set(logged(run, "student")[0])
+    assert {"loss_l1", "loss_mef_ssim", "loss_distill", "samples_per_s"} <= set(logged(run, "student")[0])
     model, _ = load_model(run / "student")  # rebuilt from the recipe alone
-    assert model(torch.zeros(1, 6, 32, 32)).shape == (1, 3, 32, 32)
+    assert model.produces == "weights" and model(torch.zeros(1, 6, 32, 32)).shape == (1, 2, 32, 32)
 
 
 def test_teacher_is_frozen_during_student_stage(dataset, tmp_path):
@@ -127,7 +127,7 @@ def test_teacher_checkpoint_is_reused(dataset, tmp_path):
         (["--batch-size", "0"], "--batch-size must be a positive integer"),
         (["--data", "/no/such/folder"], "/no/such/folder"),
         (["--student-option", "widht=4"], "has no option 'widht'"),
-        (["--vgg-weights", "/no/vgg.pth", "--lambda-perceptual", "1"], "/no/vgg.pth"),
+        (["--vgg-weights", "/no/vgg.pth", "--loss", "perceptual=1"], "/no/vgg.pth"),
         (["--resume", "/no/run"], "/no/run"),
     ],
 )
@@ -143,7 +143,7 @@ def test_bad_options_fail_with_one_line(dataset, tmp_path, args, message):
 
 def test_config_file_then_command_line(dataset, tmp_path):
     config_path = tmp_path / "c.yaml"
-    config_path.write_text(f"data: {dataset}\nwidth: 8\ncrop: 32\nbatch_size: 2\nteacher_steps: 2\nstudent_steps: 2\nlambda_perceptual: 0\n")
+    config_path.write_text(f"data: {dataset}\nwidth: 8\ncrop: 32\nbatch_size: 2\nteacher_steps: 2\nstudent_steps: 2\nlosses: {{perceptual: 0}}\n")
     result = CliRunner().invoke(cli, ["train", "--config", str(config_path), "--student", "kd_baseline", "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -158,7 +158,7 @@ def test_torchrun_two_processes_gloo(dataset, tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fusionkit", "train",
         "--data", str(dataset), "--run-dir", str(run_dir), "--width", "8", "--crop", "32", "--batch-size", "2",
-        "--teacher-steps", "4", "--student-steps", "4", "--lambda-perceptual", "0", "--device", "cpu", "--log-every", "1",
+        "--teacher-steps", "4", "--student-steps", "4", "--loss", "perceptual=0", "--device", "cpu", "--log-every", "1",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -175,7 +175,7 @@ def test_ctrl_c_writes_checkpoint_and_exits_130(dataset, tmp_path):
 
     run_dir = tmp_path / "sigint"
     command = [sys.executable, "-m", "fusionkit", "train", "--data", str(dataset), "--run-dir", str(run_dir), "--width", "8",
-               "--crop", "32", "--batch-size", "2", "--teacher-steps", "100000", "--lambda-perceptual", "0", "--log-every", "1"]
+               "--crop", "32", "--batch-size", "2", "--teacher-steps", "100000", "--loss", "perceptual=0", "--log-every", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not ((run_dir / "log.jsonl").exists() and (run_dir / "log.jsonl").read_text().count("\n") >= 2):

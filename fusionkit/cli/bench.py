@@ -10,9 +10,12 @@ from ..errors import FusionkitError
 
 
 @click.command()
-@click.option("--data", type=click.Path(file_okay=False), help="Dataset root (exposure-errors layout); default: the embedded sample set.")
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset root (exposure-errors or brackets layout); default: the embedded sample set.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(), help="A student/teacher .safetensors or a run folder; repeatable. Default: the latest run in runs/.")
 @click.option("--methods", help="Training-free methods to compare (comma-separated; '' for none)  [default: every registered method]")
+@click.option("--metric", "metrics", multiple=True, help="A metric to compute (repeatable)  [default: every registered metric the data allows]")
+@click.option("--exposures", default="2", show_default=True, help="Exposures per bracket scene: 2 = darkest and brightest (the MEF protocol), N spread from darkest to brightest, or 'all'.")
+@click.option("--max-side", type=click.IntRange(min=16), help="Downscale test images so their longer side is at most this.")
 @click.option("--expert", default="c", show_default=True, help="Ground-truth expert of the test split.")
 @click.option("--metric-space", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True, help="Compute PSNR/SSIM on RGB or on luma.")
 @click.option("--size", default=512, show_default=True, help="Square size (pixels) of the speed measurement.")
@@ -29,13 +32,22 @@ from ..errors import FusionkitError
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Write the table as Markdown.")
 @click.option("--grid", "grid_path", type=click.Path(dir_okay=False), help="PNG grid: inputs | each model | ground truth  [default: bench_grid.png next to --json, or none]")
-def bench(data, checkpoints, methods, expert, metric_space, size, batch, iters, warmup, device, amp, channels_last, compile_model,
+def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metric_space, size, batch, iters, warmup, device, amp, channels_last, compile_model,
           max_scenes, no_speed, json_path, csv_path, markdown_path, grid_path) -> None:
-    """PSNR / SSIM on the low, high and all test splits, and speed, side by side."""
+    """Quality (PSNR, SSIM, MEF-SSIM, ...) on the test split, and speed, side by side.
+
+    Data without a reference (real brackets) gets the no-reference metrics only.
+    """
     from ..evaluation.bench import run_bench
+    from ..data.atomic import check_writable
     from ..evaluation.report import format_table, write_report
     from ..runs.folders import checkpoints_in, latest_run
 
+    if grid_path is None and json_path:
+        grid_path = str(Path(json_path).with_name("bench_grid.png"))
+    for option, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", markdown_path), ("--grid", grid_path)):
+        if path:
+            check_writable(path, option)  # before the work, not after it
     if checkpoints:
         paths = [p for c in checkpoints for p in checkpoints_in(c)]
     else:
@@ -54,14 +66,22 @@ def bench(data, checkpoints, methods, expert, metric_space, size, batch, iters, 
         from ..data.sample import ensure_sample
 
         data = ensure_sample()
-    if grid_path is None and json_path:
-        grid_path = str(Path(json_path).with_name("bench_grid.png"))
     report = run_bench(
         data_root=Path(data), checkpoints=paths, methods=names, expert=expert, space=metric_space, device=device, amp=amp,
         channels_last=channels_last, compile_model=compile_model, size=size, batch=batch, iters=iters, warmup=warmup,
         max_scenes=max_scenes, grid_path=Path(grid_path) if grid_path else None, speed=not no_speed,
+        metrics=list(metrics) or None, exposures=_exposures(exposures), max_side=max_side,
     )
     click.echo(format_table(report))
     write_report(report, Path(json_path) if json_path else None, Path(csv_path) if csv_path else None, Path(markdown_path) if markdown_path else None)
     if grid_path:
         click.echo(f"grid: {grid_path}", err=True)
+
+
+def _exposures(value: str) -> int | str:
+    """``--exposures``: 'all' or a whole number of at least 2."""
+    if value == "all":
+        return value
+    if not value.isdigit() or int(value) < 2:
+        raise FusionkitError(f"--exposures must be 'all' or a whole number >= 2, got {value!r}")
+    return int(value)

@@ -20,6 +20,6 @@ def fuse(inputs, output, checkpoint, method, tile, overlap, bits, device) -> Non
     """Fuse differently-exposed photos of one scene (e.g. under.jpg over.jpg) into OUTPUT."""
     from ..inference.fuse import fuse_files
 
-    written = fuse_files([Path(p) for p in inputs], Path(output), checkpoint=Path(checkpoint) if checkpoint else None,
+    written = fuse_files([Path(p) for p in inputs], Path(output), checkpoint=Path(checkpoint) if checkpoint is not None else None,
                          method=method, tile=tile, overlap=overlap, bits=int(bits), device=device)
     click.echo(f"wrote {written}")

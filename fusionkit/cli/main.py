@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 
 import click
@@ -14,13 +13,16 @@ from ..registry import KINDS
 
 
 class FusionkitGroup(click.Group):
-    """Turns user mistakes (FusionkitError) into one-line errors with exit code 1, no traceback."""
+    """Turns user mistakes (FusionkitError) into one-line errors with exit code 1, and Ctrl-C into exit code 130."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except FusionkitError as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("fusionkit: interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -35,29 +37,43 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--kind", type=click.Choice(KINDS), help="Only components of this kind.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version, summary}.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, version, summary, conflict}; conflict lists the plugins that claim one name.")
 def plugins(kind: str | None, as_json: bool) -> None:
-    """List installed components by kind, with the plugin distribution that registered each."""
+    """List installed components by kind, with the plugin distribution that registered each.
+
+    A name that two plugins register cannot be used; its row says CONFLICT and names both.
+    """
     from .. import available
+    from ..plugins import get_registry
 
     components = available(kind)
+    conflicts = {key: [f"{c.plugin} {c.version}".strip() for c in claimants] for key, claimants in get_registry().conflicts(kind).items()}
     if as_json:
-        click.echo(json.dumps([c.as_dict() for c in components], indent=2))
+        click.echo(json.dumps([{**c.as_dict(), "conflict": conflicts.get((c.kind, c.name), [])} for c in components], indent=2))
         return
-    rows = [(c.kind, c.name, f"{c.plugin} {c.version}".strip(), c.summary) for c in components]
+    rows = [_plugin_row(c, conflicts.get((c.kind, c.name))) for c in components]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("KIND", "NAME", "PLUGIN"))]
     click.echo(f"{'KIND':<{widths[0]}}  {'NAME':<{widths[1]}}  {'PLUGIN':<{widths[2]}}  SUMMARY")
     for row in rows:
         click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
 
 
+def _plugin_row(component, claimants: list[str] | None) -> tuple[str, str, str, str]:
+    """(kind, name, plugin, summary) for the table; a conflicting name shows every claimant and that it is unusable."""
+    if not claimants:
+        return component.kind, component.name, f"{component.plugin} {component.version}".strip(), component.summary
+    summary = "CONFLICT: unusable; uninstall one of these plugins, or narrow FUSIONKIT_LOAD_PLUGINS"
+    return component.kind, component.name, " + ".join(claimants), summary
+
+
 def _add_commands() -> None:
     from .bench import bench
     from .fuse import fuse
+    from .score import score
     from .data import data
     from .train import train
 
-    for command in (data, train, bench, fuse):
+    for command in (data, train, bench, fuse, score):
         cli.add_command(command)
 
 
@@ -67,11 +83,7 @@ _add_commands()
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     warnings.formatwarning = _one_line_warning
-    try:
-        cli.main(args=argv, prog_name="fusionkit")
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    cli.main(args=argv, prog_name="fusionkit")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,24 @@ def _key_values(values: tuple[str, ...], option: str) -> dict:
     return parsed
 
 
+def _loss_options(flat: dict) -> dict:
+    """``{"mef_ssim.space": "rgb"}`` -> ``{"mef_ssim": {"space": "rgb"}}``."""
+    nested: dict = {}
+    for key, value in flat.items():
+        name, sep, option = key.partition(".")
+        if not sep or not option:
+            raise FusionkitError(f"--loss-option takes NAME.KEY=VALUE, got {key!r}")
+        nested.setdefault(name, {})[option] = value
+    return nested
+
+
 @click.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or TOML file giving any option below; the command line overrides it.")
 @click.option("--student", help=f"Student preset  [default: {D.student}]")
 @click.option("--teacher", help=f"Teacher preset  [default: {D.teacher}]")
 @click.option("--stage", type=click.Choice(["teacher", "student", "both"]), help="Which stages to run  [default: both]")
-@click.option("--teacher-checkpoint", help="Reuse a trained teacher (run/teacher.safetensors) instead of training one.")
-@click.option("--data", help="Root of the exposure-errors dataset; default: the embedded sample set.")
+@click.option("--teacher-checkpoint", help="Reuse a trained teacher (a teacher .safetensors file, or a run folder) instead of training one.")
+@click.option("--data", help="Dataset root (exposure-errors or brackets layout); default: the embedded sample set.")
 @click.option("--expert", help="Ground-truth expert for the test split (a-e)  [default: c]")
 @click.option("--color", type=click.Choice(["rgb", "y"]), help="Fuse RGB, or luma only with DeepFuse chroma  [default: rgb]")
 @click.option("--width", type=int, help=f"Channels of student and teacher  [default: {D.width}; the paper: 64]")
@@ -40,9 +51,10 @@ def _key_values(values: tuple[str, ...], option: str) -> dict:
 @click.option("--student-option", "student_option", multiple=True, metavar="KEY=VALUE", help="Any other student preset option (repeatable).")
 @click.option("--distill", help=f"Distillation loss component  [default: {D.distill}]")
 @click.option("--distill-option", multiple=True, metavar="KEY=VALUE", help="Option of the distillation loss, e.g. pairs=[[2,2],[4,4],[6,6]].")
-@click.option("--lambda-distill", type=float, help=f"Weight of the distillation term (lambda1)  [default: {D.lambda_distill}]")
-@click.option("--lambda-perceptual", type=float, help=f"Weight of the VGG19 perceptual term (lambda2)  [default: {D.lambda_perceptual}]")
-@click.option("--vgg-weights", type=click.Path(dir_okay=False), help="VGG19 ImageNet state dict (.safetensors or .pth); without one the perceptual term is off.")
+@click.option("--loss", "loss", multiple=True, metavar="NAME=WEIGHT", help="Weight of a student loss term (repeatable; 0 drops it): distill or any registered loss  [default: " + " ".join(f"{k}={v:g}" for k, v in D.losses.items()) + "]")
+@click.option("--loss-option", multiple=True, metavar="NAME.KEY=VALUE", help="Option of a loss component, e.g. mef_ssim.space=rgb.")
+@click.option("--vgg-weights", type=click.Path(dir_okay=False), help="VGG19 ImageNet state dict (.safetensors or .pth) for the perceptual term; without one it is off.")
+@click.option("--exposures", type=int, help=f"Exposures drawn per training scene  [default: {D.exposures}]")
 @click.option("--teacher-steps", type=int, help=f"[default: {D.teacher_steps}]")
 @click.option("--student-steps", type=int, help=f"[default: {D.student_steps}]")
 @click.option("--batch-size", type=int, help=f"Pairs per step (per process)  [default: {D.batch_size}]")
@@ -59,7 +71,7 @@ def _key_values(values: tuple[str, ...], option: str) -> dict:
 @click.option("--log-every", type=int, help=f"[default: {D.log_every}]")
 @click.option("--checkpoint-every", type=int, help=f"[default: {D.checkpoint_every}]")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this folder exactly where it stopped.")
-def train(config_file, student_option, distill_option, compile_, resume, **options) -> None:
+def train(config_file, student_option, distill_option, loss, loss_option, compile_, resume, **options) -> None:
     """Train the teacher, then the student distilling from it (see docs/training.md)."""
     from ..training.engine import TrainingInterrupted, train as run_training
 
@@ -70,6 +82,10 @@ def train(config_file, student_option, distill_option, compile_, resume, **optio
         given["student_options"] = _key_values(student_option, "--student-option")
     if distill_option:
         given["distill_options"] = _key_values(distill_option, "--distill-option")
+    if loss:
+        given["losses"] = _key_values(loss, "--loss")
+    if loss_option:
+        given["loss_options"] = _loss_options(_key_values(loss_option, "--loss-option"))
     if resume:
         if given or config_file:
             raise FusionkitError("--resume continues a run with its saved config; give no other options")

@@ -5,28 +5,59 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from ..errors import FusionkitError
 
 #: The process umask, read once: mkstemp makes private (0600) files, which we widen to a normal file's mode.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def check_writable(path: str | os.PathLike, option: str) -> None:
+    """Fail now, not after the work, when ``path`` could not be written: a folder in the way, or no permission."""
+    target = Path(path).absolute()
+    if target.is_dir():
+        raise FusionkitError(f"{option} {path}: is a folder, not a file")
+    folder = target.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise FusionkitError(f"{option} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FusionkitError(f"{option} {path}: cannot write in {folder} (permission denied)")
+
+
+def _mode_for(target: Path) -> int:
+    """The mode the written file gets: the replaced file's own, or a new file's under the umask."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success it replaces ``path`` in one step."""
+    """Yield a temp path next to ``path``; on success it replaces ``path`` in one step, keeping its permissions.
+
+    A failure of the file system (no permission, disk full) is a one-line error naming ``path``.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
+    except OSError as exc:
+        raise FusionkitError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

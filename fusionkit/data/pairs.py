@@ -1,4 +1,8 @@
-"""Which two exposures of a scene make a sample: random for training, the paper's fixed sets for testing."""
+"""Which exposures of a scene make a sample: random for training, fixed sets for testing.
+
+Afifi et al.'s five named EVs give pairs (the paper's low / high / all); a bracket of n exposures
+gives K of them by position, darkest first.
+"""
 
 from __future__ import annotations
 
@@ -38,3 +42,13 @@ def check_pair_mode(mode: str) -> str:
     if mode not in PAIR_MODES:
         raise DataOptionError(f"unknown pairs {mode!r}; use one of {', '.join(PAIR_MODES)}")
     return mode
+
+
+def random_exposures(count: int, k: int, rng: np.random.Generator) -> list[int]:
+    """K different positions among ``count`` exposures, drawn uniformly, in darkest-first order."""
+    return sorted(int(i) for i in rng.choice(count, size=k, replace=False))
+
+
+def spread_exposures(count: int, k: int) -> list[int]:
+    """K >= 2 positions evenly spread from the darkest (0) to the brightest (count - 1), both included."""
+    return [int(i) for i in np.rint(np.linspace(0, count - 1, k))]

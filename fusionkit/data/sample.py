@@ -1,39 +1,36 @@
-"""The embedded sample set: photographs shipped inside installed packages, rendered at five EVs.
+"""The embedded sample set: photographs shipped inside installed packages, rendered as exposure brackets.
 
-Written in Afifi et al.'s layout so every reader path is exercised; the ground truth is the
-photograph itself (a crop of it), the inputs come from ``camera.render_exposure``. Nothing is
-downloaded; photos whose package is not installed are skipped. Deterministic: the same
-packages give byte-identical files. A manifest makes a second call on a complete folder instant.
+Written in the sice layout with a reference (``<split>/inputs/<scene>/01..05.jpg`` and
+``<split>/reference/<scene>.jpg``) by the same rendering as ``fusionkit data render``
+(``render.write_scenes``); the reference is the photograph itself (a crop of it). Nothing is
+downloaded; photos whose package is not installed are skipped. Deterministic: the same packages
+give byte-identical files. A manifest makes a second call on a complete folder instant.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
 import os
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import write_json
-from .camera import random_look, render_exposure
+from . import manifest as manifests
 from .errors import DataOptionError, DatasetLayoutError
-from .io import read_image, write_array
-from .layout import EV_VALUES, EVS, INPUT_DIR, SPLITS, target_dir_name
+from .io import write_array
+from .render import DEFAULT_EXPOSURES, SceneJob, scene_files, write_scenes
 
-#: Bump when the rendering or the selection changes, so cached sets are regenerated.
-SAMPLE_VERSION = 1
+#: Bump when the rendering, the layout or the selection changes, so cached sets are regenerated.
+SAMPLE_VERSION = 2
 MANIFEST = "fusionkit_sample.json"
-LOCK = ".fusionkit_sample.lock"
+LOCK = manifests.lock_name(MANIFEST)
 #: (height, width) of every sample scene: modest, for training on a CPU.
 DEFAULT_SIZE = (288, 384)
-INPUT_QUALITY = 90
-TARGET_QUALITY = 95
 _SEED = 20210620
 
 
@@ -45,24 +42,24 @@ class Photo:
     distribution: str  # pip name, for the version recorded in the manifest
     package: str  # import name, located without importing it
     path: str  # inside the package folder
-    split: str
+    split: str  # split folder: train, val or test
     crops: int
 
 
 #: Splits are by photograph, so no photo (nor the motorcycle's stereo twin) leaks across splits.
 PHOTOS = (
-    Photo("astronaut", "scikit-image", "skimage", "data/astronaut.png", "training", 6),
-    Photo("hubble", "scikit-image", "skimage", "data/hubble_deep_field.jpg", "training", 6),
-    Photo("ihc", "scikit-image", "skimage", "data/ihc.png", "training", 6),
-    Photo("retina", "scikit-image", "skimage", "data/retina.jpg", "training", 6),
-    Photo("motorcycle_left", "scikit-image", "skimage", "data/motorcycle_left.png", "training", 4),
-    Photo("motorcycle_right", "scikit-image", "skimage", "data/motorcycle_right.png", "training", 4),
-    Photo("china", "scikit-learn", "sklearn", "datasets/images/china.jpg", "training", 4),
-    Photo("grace_hopper", "matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "training", 4),
-    Photo("chelsea", "scikit-image", "skimage", "data/chelsea.png", "validation", 5),
-    Photo("coffee", "scikit-image", "skimage", "data/coffee.png", "testing", 6),
-    Photo("rocket", "scikit-image", "skimage", "data/rocket.jpg", "testing", 5),
-    Photo("flower", "scikit-learn", "sklearn", "datasets/images/flower.jpg", "testing", 4),
+    Photo("astronaut", "scikit-image", "skimage", "data/astronaut.png", "train", 6),
+    Photo("hubble", "scikit-image", "skimage", "data/hubble_deep_field.jpg", "train", 6),
+    Photo("ihc", "scikit-image", "skimage", "data/ihc.png", "train", 6),
+    Photo("retina", "scikit-image", "skimage", "data/retina.jpg", "train", 6),
+    Photo("motorcycle_left", "scikit-image", "skimage", "data/motorcycle_left.png", "train", 4),
+    Photo("motorcycle_right", "scikit-image", "skimage", "data/motorcycle_right.png", "train", 4),
+    Photo("china", "scikit-learn", "sklearn", "datasets/images/china.jpg", "train", 4),
+    Photo("grace_hopper", "matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "train", 4),
+    Photo("chelsea", "scikit-image", "skimage", "data/chelsea.png", "val", 5),
+    Photo("coffee", "scikit-image", "skimage", "data/coffee.png", "test", 6),
+    Photo("rocket", "scikit-image", "skimage", "data/rocket.jpg", "test", 5),
+    Photo("flower", "scikit-learn", "sklearn", "datasets/images/flower.jpg", "test", 4),
 )
 
 
@@ -83,35 +80,27 @@ def ensure_sample(
     """
     root = Path(root) if root is not None else default_sample_dir()
     photos = available_photos()
-    if not any(p.split == "testing" for p in photos) or not any(p.split == "training" for p in photos):
+    if not any(p.split == "test" for p in photos) or not any(p.split == "train" for p in photos):
         raise DatasetLayoutError("no sample photographs found in the installed packages (is scikit-image installed?)")
     if max_scenes is not None and max_scenes < 1:
         raise DataOptionError(f"max_scenes must be at least 1, got {max_scenes}")
     key = {
         "version": SAMPLE_VERSION,
         "size": list(size),
+        "exposures": DEFAULT_EXPOSURES,
         "max_scenes": max_scenes,
         "photos": {p.name: f"{p.distribution} {importlib.metadata.version(p.distribution)}: {p.path}" for p in photos},
     }
-    if _complete_manifest(root, key) is not None:  # the usual case: touch nothing
-        return root
-    _check_not_foreign(root)
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / LOCK)):  # torchrun ranks may all call this at once
-        if _complete_manifest(root, key) is None:
-            _generate(root, key, _plan(photos, max_scenes), size)
+    jobs = _jobs(_plan(photos, max_scenes), size)
+    planned = [f for job in jobs for f in scene_files(job.split, job.name, DEFAULT_EXPOSURES)]
+    generate = partial(write_scenes, root, jobs, exposures=DEFAULT_EXPOSURES, seed=_SEED)
+    manifests.ensure_generated(root, MANIFEST, key, planned, generate, what="fusionkit sample set")
     return root
 
 
 def read_manifest(root: str | os.PathLike) -> dict | None:
-    """The sample set's manifest (scenes per split, per-EV PSNR, files), or None when there is none."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:  # unreadable: treated as an interrupted set, to be rewritten
-        return {}
+    """The sample set's manifest (scenes per split, EVs per scene, PSNR per exposure, files), or None when there is none."""
+    return manifests.read_manifest(root, MANIFEST)
 
 
 def available_photos() -> list[Photo]:
@@ -135,57 +124,16 @@ def _plan(photos: list[Photo], max_scenes: int | None) -> list[_SceneSpec]:
     return specs[:max_scenes]
 
 
-def _generate(root: Path, key: dict, plan: list[_SceneSpec], size: tuple[int, int]) -> None:
-    _check_not_foreign(root)
-    previous = read_manifest(root)
-    planned = {spec.name: _scene_files(spec.name, spec.photo.split) for spec in plan}
-    for relative in (previous or {}).get("files", {}):  # an older or interrupted set: remove what it wrote
-        if ".." not in Path(relative).parts:
-            (root / relative).unlink(missing_ok=True)
-    write_json(root / MANIFEST, {**key, "complete": False, "files": {f: None for fs in planned.values() for f in fs}})
+def _jobs(plan: list[_SceneSpec], size: tuple[int, int]) -> list[SceneJob]:
+    """A render job per planned scene; each photo is decoded once for all its crops."""
+    decoded: dict[str, Image.Image] = {}
 
-    files, psnr, photos = {}, {ev: [] for ev in EVS}, {}
-    for spec in plan:
-        if spec.photo.name not in photos:
-            photos[spec.photo.name] = _load_photo(spec.photo)
-        target = _crop(photos[spec.photo.name], spec, size)
-        rng = np.random.default_rng((_SEED, zlib.crc32(spec.name.encode())))
-        look = random_look(rng)
-        target_file, *input_files = planned[spec.name]
-        write_array(root / target_file, target, quality=TARGET_QUALITY)
-        stored_target = read_image(root / target_file).numpy()
-        for ev, input_file in zip(EVS, input_files):
-            rendered = render_exposure(target, EV_VALUES[ev], look, rng)
-            write_array(root / input_file, rendered, quality=INPUT_QUALITY)
-            psnr[ev].append(_psnr(read_image(root / input_file).numpy(), stored_target))
-        files.update({f: (root / f).stat().st_size for f in planned[spec.name]})
-    scenes = {split: [s.name for s in plan if s.photo.split == split] for split in SPLITS}
-    mean_psnr = {ev: round(float(np.mean(values)), 2) for ev, values in psnr.items()}
-    write_json(root / MANIFEST, {**key, "complete": True, "scenes": scenes, "psnr_db": mean_psnr, "files": files})
+    def crop(spec: _SceneSpec) -> np.ndarray:
+        if spec.photo.name not in decoded:
+            decoded[spec.photo.name] = _load_photo(spec.photo)
+        return _crop(decoded[spec.photo.name], spec, size)
 
-
-def _check_not_foreign(root: Path) -> None:
-    """Refuse to write into a folder with other content (a real dataset, say) than a sample set."""
-    if root.is_dir() and read_manifest(root) is None and any(p.name != LOCK for p in root.iterdir()):
-        raise DatasetLayoutError(f"{root} is not empty and holds no fusionkit sample set; choose a new or empty folder")
-
-
-def _complete_manifest(root: Path, key: dict) -> dict | None:
-    """The manifest if it describes a complete set made with ``key`` whose files are all there."""
-    manifest = read_manifest(root)
-    if manifest is None or not manifest.get("complete") or any(manifest.get(k) != v for k, v in key.items()):
-        return None
-    for relative, size in manifest["files"].items():
-        path = root / relative
-        if not path.is_file() or path.stat().st_size != size:
-            return None
-    return manifest
-
-
-def _scene_files(scene: str, split: str) -> list[str]:
-    """Ground truth first, then the inputs darkest first, as paths relative to the root."""
-    target = f"{split}/{target_dir_name(split)}/{scene}.jpg"
-    return [target] + [f"{split}/{INPUT_DIR}/{scene}_{ev}.JPG" for ev in EVS]
+    return [SceneJob(spec.name, spec.photo.split, partial(crop, spec)) for spec in plan]
 
 
 def _photo_path(photo: Photo) -> Path | None:
@@ -226,12 +174,8 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union
 
 
-def _psnr(x: np.ndarray, y: np.ndarray) -> float:
-    return float(10 * np.log10(1 / max(float(np.mean((x - y) ** 2)), 1e-12)))
-
-
 def write_contact_sheet(root: str | os.PathLike, path: str | os.PathLike, scene: str | None = None, height: int = 160) -> Path:
-    """One scene's five exposures and its ground truth in a labelled row, as an image file.
+    """One scene's exposures (with their nominal EVs) and its reference in a labelled row, as an image file.
 
     ``scene`` defaults to the first test scene of the set; any split's scene can be named.
     """
@@ -240,13 +184,13 @@ def write_contact_sheet(root: str | os.PathLike, path: str | os.PathLike, scene:
     if manifest is None or not manifest.get("complete"):
         raise DatasetLayoutError(f"{root} holds no complete sample set; run `fusionkit data sample {root}` first")
     by_name = {name: split for split, names in manifest["scenes"].items() for name in names}
-    scene = scene or manifest["scenes"]["testing"][0]
+    scene = scene or manifest["scenes"]["test"][0]
     if scene not in by_name:
         raise DataOptionError(f"no scene {scene!r} in {root}; scenes look like {next(iter(by_name))!r}")
-    target, *inputs = _scene_files(scene, by_name[scene])
-    labels = [f"EV {EV_VALUES[ev]:+g}" if ev != "0" else "EV 0" for ev in EVS] + ["ground truth"]
+    reference, *inputs = scene_files(by_name[scene], scene, manifest["exposures"])
+    labels = [f"EV {ev:+.1f}" for ev in manifest["evs"][scene]] + ["reference"]
     tiles = []
-    for relative, label in zip(inputs + [target], labels):
+    for relative, label in zip(inputs + [reference], labels):
         tile = Image.open(root / relative)
         tile = tile.convert("RGB").resize((round(tile.width * height / tile.height), height), Image.Resampling.LANCZOS)
         tiles.append(_labelled(tile, label))

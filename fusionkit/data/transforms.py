@@ -6,6 +6,7 @@ from typing import NamedTuple, TypeVar
 
 import kornia.color
 import numpy as np
+import torch.nn.functional as F
 from torch import Tensor
 
 #: Crops and flips take NumPy arrays (the loader's, single-threaded) or tensors.
@@ -34,6 +35,16 @@ def random_flip(images: Images, rng: np.random.Generator) -> Images:
     if not dims:
         return images
     return images.flip(dims) if isinstance(images, Tensor) else np.flip(images, dims)
+
+
+def fit_within(image: Tensor, max_side: int) -> Tensor:
+    """Downscale a (C, H, W) image so its longer side is at most ``max_side`` (aspect kept; antialiased bilinear)."""
+    height, width = image.shape[-2:]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
 class NormStats(NamedTuple):

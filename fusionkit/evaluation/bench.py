@@ -1,4 +1,4 @@
-"""``fusionkit bench``: quality (PSNR/SSIM per test split) and speed of trained models and training-free methods."""
+"""``fusionkit bench``: quality (every metric per test split) and speed of trained models and training-free methods."""
 
 from __future__ import annotations
 
@@ -12,16 +12,18 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .. import create
-from ..runs.checkpoint import load_model
+from ..data.detect import detect_layout
 from ..data.loader import build_loader
 from ..data.pairs import fixed_pairs
 from ..data.transforms import to_network_range
-from ..inference.device import pick_device
 from ..errors import FusionkitError
-from .metrics import psnr, ssim, to_space
-from ..models.fusionnet import count_parameters
+from ..inference.device import pick_device
 from ..inference.pipeline import fuse_with_model, reconstruct_with_teacher, student_input
+from ..models.fusionnet import count_parameters
+from ..runs.checkpoint import load_model
+from .metrics import Metric
 from .pictures import save_grid
+from .score import build_metrics, score
 from .speed import gflops, measure
 
 SPLITS = ("low", "high", "all")
@@ -37,7 +39,12 @@ class Candidate:
     color: str = "rgb"
     source: str = ""
     oracle: bool = False  # looks at the ground truth: shown where there is one, never ranked
-    rows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    rows: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+    @property
+    def needs_reference(self) -> bool:
+        """Teachers reconstruct the reference and oracles pick by it."""
+        return self.oracle or self.role == "teacher"
 
     def fuse(self, exposures: Tensor, target: Tensor) -> Tensor:
         if self.role == "student":
@@ -72,54 +79,61 @@ def _split_members() -> dict[str, set[str]]:
     return {split: {",".join(pair) for pair in fixed_pairs(split)} for split in SPLITS}
 
 
+def bracket_split(exposures: int | str) -> str:
+    """The report's name for the bracket protocol: the usual MEF pair, or K spread / all exposures."""
+    return "extremes" if exposures == 2 else f"{exposures} exposures"
+
+
 @torch.no_grad()
 def evaluate_quality(
-    candidates: list[Candidate], data_root: Path, *, expert: str, space: str, device: torch.device,
-    max_scenes: int | None, grid_scenes: int, autocast_dtype: torch.dtype | None,
+    candidates: list[Candidate], data_root: Path, *, metrics: list[Metric], expert: str, space: str, device: torch.device,
+    max_scenes: int | None, grid_scenes: int, autocast_dtype: torch.dtype | None, exposures: int | str = 2,
+    max_side: int | None = None,
 ) -> list[list[Tensor]]:
-    """Score every candidate on every test pair of ``all`` (``low`` and ``high`` are subsets of it)."""
-    loader = build_loader(data_root, "testing", pairs="all", batch_size=1, expert=expert, device=device)
-    members = _split_members()
+    """Score every candidate on the test split: Afifi's pairs of ``all`` (``low`` and ``high`` are subsets
+    of it), or each bracket's darkest and brightest exposure (``exposures`` to choose others)."""
+    afifi = detect_layout(data_root) == "exposure_errors"
+    loader = build_loader(data_root, "testing", pairs="all", exposures=2 if afifi else exposures, batch_size=1,
+                          expert=expert, device=device, max_side=max_side)
+    members = _split_members() if afifi else None
     grid, seen_scenes, teacher_cache = [], [], {}
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-    for batch in tqdm(loader, desc="quality", unit="pair", mininterval=1.0):
+    for batch in tqdm(loader, desc="quality", unit="scene", mininterval=1.0):
         scene, evs = batch["scene"][0], batch["evs"][0]
         if scene not in seen_scenes:
             seen_scenes.append(scene)
         if max_scenes is not None and len(seen_scenes) > max_scenes:
             break
-        exposures, target = batch["inputs"].to(device), batch["target"].to(device)
+        exposure_stack = batch["inputs"].to(device)
+        reference = batch["target"].to(device) if batch["target"] is not None else None
+        splits = [s for s in SPLITS if evs in members[s]] if afifi else [bracket_split(exposures)]
         outputs = []
         for cand in candidates:
+            if cand.needs_reference and reference is None:
+                continue  # an oracle or a teacher has nothing to look at here
             key = (cand.label, scene)
             if cand.role == "teacher" and key in teacher_cache:
                 output = teacher_cache[key]
             else:
                 with autocast:
-                    output = cand.fuse(exposures, target).float()
+                    output = cand.fuse(exposure_stack, reference).float()
                 if cand.role == "teacher":
                     teacher_cache[key] = output
-            pred, truth = to_space(output, space), to_space(target, space)
-            scores = (float(psnr(pred, truth)), float(ssim(pred, truth)))
-            for split in SPLITS:
-                if evs in members[split]:
-                    cand.rows.setdefault(split, []).append(scores)
+            scores = score(metrics, output, exposure_stack, reference, space)
+            for split in splits:
+                cand.rows.setdefault(split, []).append(scores)
             outputs.append(output[0])
-        if len(grid) < grid_scenes and evs == "N1,P1":
-            grid.append([*exposures[0], *outputs, target[0]])
+        if len(grid) < grid_scenes and (not afifi or evs == "N1,P1"):
+            grid.append([*exposure_stack[0], *outputs, *([reference[0]] if reference is not None else [])])
     return grid
 
 
 def summarise_quality(candidate: Candidate) -> dict[str, dict[str, float]]:
+    """Mean of each metric per split, and how many images it averages."""
     result = {}
-    for split in SPLITS:
-        rows = candidate.rows.get(split, [])
-        if rows:
-            result[split] = {
-                "psnr": sum(r[0] for r in rows) / len(rows),
-                "ssim": sum(r[1] for r in rows) / len(rows),
-                "pairs": len(rows),
-            }
+    for split, rows in candidate.rows.items():
+        names = rows[0].keys()
+        result[split] = {**{name: sum(r[name] for r in rows) / len(rows) for name in names}, "pairs": len(rows)}
     return result
 
 
@@ -131,7 +145,7 @@ def speed_of(
     module = candidate.module
     if channels_last:
         module.to(memory_format=torch.channels_last)
-    example = torch.rand(batch, getattr(module, "num_inputs", 2) if candidate.role != "teacher" else 1, 3, size, size, device=device)
+    example = torch.rand(batch, getattr(module, "num_inputs", None) or 2 if candidate.role != "teacher" else 1, 3, size, size, device=device)
     if candidate.role == "teacher":
         example = example.expand(-1, 2, -1, -1, -1)
     fn = candidate.speed_fn()
@@ -164,7 +178,8 @@ def run_bench(
     *, data_root: Path, checkpoints: list[Path], methods: list[str], expert: str = "c", space: str = "rgb",
     device: str = "auto", amp: str = "auto", channels_last: bool | None = None, compile_model: bool = False,
     size: int = 512, batch: int = 1, iters: int | None = None, warmup: int = 3, max_scenes: int | None = None,
-    grid_path: Path | None = None, grid_scenes: int = 3, speed: bool = True,
+    grid_path: Path | None = None, grid_scenes: int = 3, speed: bool = True, metrics: list[str] | None = None,
+    exposures: int | str = 2, max_side: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate every candidate's quality on the test split and its speed; returns the full report."""
     dev = pick_device(device)
@@ -174,17 +189,20 @@ def run_bench(
     autocast_dtype = {"auto": torch.bfloat16 if cuda else None, "bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
     channels_last = cuda if channels_last is None else channels_last
     candidates = load_candidates(checkpoints, methods, dev)
+    metric_list = build_metrics(metrics)
     grid = evaluate_quality(
-        candidates, data_root, expert=expert, space=space, device=dev, max_scenes=max_scenes,
-        grid_scenes=grid_scenes if grid_path else 0, autocast_dtype=autocast_dtype,
+        candidates, data_root, metrics=metric_list, expert=expert, space=space, device=dev, max_scenes=max_scenes,
+        grid_scenes=grid_scenes if grid_path else 0, autocast_dtype=autocast_dtype, exposures=exposures, max_side=max_side,
     )
+    candidates = [c for c in candidates if c.rows]  # oracles and teachers drop out where there is no reference
     if grid_path and grid:
         save_grid(grid_path, grid)
     report = {
         "machine": machine_info(dev),
         "settings": {"data": str(data_root), "expert": expert, "metric_space": space, "amp": amp, "channels_last": channels_last,
-                     "compile": compile_model, "size": size, "batch": batch},
-        "columns": ["inputs (2)", *[c.label for c in candidates], "ground truth"],
+                     "compile": compile_model, "size": size, "batch": batch, "exposures": exposures},
+        "metrics": [{"name": m.name, "higher_is_better": m.higher_is_better, "needs_reference": m.needs_reference} for m in metric_list],
+        "columns": ["inputs", *[c.label for c in candidates], "reference"],
         "models": [],
     }
     for cand in candidates:

@@ -33,13 +33,23 @@ class MetricInputError(FusionkitError, ValueError):
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric and how to read it, so reports can mark the best value."""
+    """A metric and how to read it, so reports can mark the best value; calling it scores fused
+    images (N, 3, H, W) against a reference (full-reference ``fn(pred, target)``) or against their
+    exposures (N, K, 3, H, W) (no-reference ``fn(fused, exposures)``), per image: (N,)."""
 
     name: str
     fn: Callable[..., torch.Tensor]
     higher_is_better: bool
     needs_reference: bool = True
     unit: str = ""
+    space: str = "rgb"
+
+    def __call__(self, fused: torch.Tensor, exposures: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.needs_reference:
+            return self.fn(fused, exposures)
+        if reference is None:
+            raise MetricInputError(f"metric {self.name!r} compares with a reference image; none was given")
+        return self.fn(to_space(fused, self.space), to_space(reference, self.space))
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:

@@ -31,11 +31,22 @@ def _get(entry: dict[str, Any], path: tuple[str, ...]) -> Any:
     return entry
 
 
+def metric_label(name: str) -> str:
+    """``mef_ssim`` -> ``MEF-SSIM``: how a metric heads a column."""
+    return name.upper().replace("_", "-")
+
+
 def columns(report: dict[str, Any]) -> list[tuple[str, tuple[str, ...], str, bool | None]]:
+    """(header, path into a model entry, format, higher is better) of every column with a value."""
+    splits = [s for s in SPLITS if any(s in m["quality"] for m in report["models"])]
+    splits += sorted({s for m in report["models"] for s in m["quality"]} - set(splits))
     quality = []
-    for split in SPLITS:
-        quality.append((f"PSNR {split}", ("quality", split, "psnr"), "{:.2f}", True))
-        quality.append((f"SSIM {split}", ("quality", split, "ssim"), "{:.4f}", True))
+    for split in splits:
+        for metric in report["metrics"]:
+            name = metric["name"]
+            if any(name in m["quality"].get(split, {}) for m in report["models"]):
+                header = metric_label(name) if len(splits) == 1 else f"{metric_label(name)} {split}"
+                quality.append((header, ("quality", split, name), "{:.2f}" if name == "psnr" else "{:.4f}", metric["higher_is_better"]))
     has_speed = any("speed" in m for m in report["models"])
     return quality + (list(SPEED_COLUMNS) if has_speed else [])
 

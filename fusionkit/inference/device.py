@@ -8,10 +8,19 @@ from ..errors import FusionkitError
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA request is a clear error."""
+    """``auto`` -> CUDA when available, else CPU; an unknown or unavailable device is a one-line error."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise FusionkitError(f"--device {requested}: not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise FusionkitError(f"--device {requested}: MPS is not available on this machine")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FusionkitError(f"--device {requested}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise FusionkitError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
+from typing import Iterator
 
 import torch
+from torch import nn
 
 from .. import create
 from ..runs.checkpoint import load_model
+from ..data.atomic import check_writable
 from ..data.io import read_image, write_image
 from .device import pick_device
 from ..errors import FusionkitError
 from .pipeline import fuse_with_model
+from .tiling import check_tiling
 from ..runs.folders import checkpoints_in, default_student
 
 
@@ -33,24 +39,92 @@ def fuse_files(
     inputs: list[Path], output: Path, *, checkpoint: Path | None = None, method: str | None = None,
     tile: int | None = None, overlap: int = 64, bits: int = 8, device: str = "auto",
 ) -> Path:
-    """Fuse ``inputs`` into ``output``; by default with the latest trained run's student."""
-    if checkpoint and method:
-        raise FusionkitError("give --checkpoint or --method, not both")
-    if method and tile:
-        raise FusionkitError(f"--tile applies to a student checkpoint; --method {method} fuses the whole image at once")
-    if Path(output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
-        raise FusionkitError(f"-o {output}: use a .png, .jpg or .tif file name")
+    """Fuse ``inputs`` into ``output``; by default with the latest trained run's student.
+
+    Everything that can be checked without the pixels is checked before the photos are read, and
+    ``output`` is written atomically, so a failed or interrupted call leaves no file changed.
+    """
+    inputs, output = [Path(p) for p in inputs], Path(output)
+    check_request(inputs, output, checkpoint=checkpoint, method=method, tile=tile, bits=bits)
     dev = pick_device(device)
-    exposures = read_exposures([Path(p) for p in inputs]).to(dev)
-    with torch.inference_mode():
-        if method:
-            fuser = create("method", method).to(dev).eval()
-            if getattr(fuser, "needs_reference", False):
-                raise FusionkitError(f"--method {method} is an oracle that needs the ground truth; it cannot fuse new photos")
-            fused = fuser(exposures).clamp(0, 1)
+    if method is not None:
+        model, color = training_free_method(method), "rgb"
+    else:
+        model, color = trained_student(checkpoint)
+        if tile is not None:
+            check_tiling(tile, overlap, getattr(model, "multiple_of", 1))
+    exposures = read_exposures(inputs)
+    with torch.inference_mode(), out_of_memory_hint(exposures, dev, method, tile):
+        model, exposures = model.to(dev).eval(), exposures.to(dev)
+        if method is not None:
+            fused = model(exposures).clamp(0, 1)
         else:
-            model, recipe = load_model(checkpoints_in(checkpoint)[0] if checkpoint else default_student(), map_location="cpu")
-            if recipe.get("kind") != "student":
-                raise FusionkitError(f"--checkpoint {checkpoint}: holds a {recipe.get('kind')}, fuse needs a student")
-            fused = fuse_with_model(model.to(dev).eval(), exposures, recipe.get("color", "rgb"), tile=tile, overlap=overlap)
+            fused = fuse_with_model(model, exposures, color, tile=tile, overlap=overlap)
     return write_image(output, fused[0].cpu(), bits=bits)
+
+
+def check_request(
+    inputs: list[Path], output: Path, *, checkpoint: Path | None, method: str | None, tile: int | None, bits: int,
+) -> None:
+    """Refuse, before any work, what could only fail at the end or overwrite a photo being fused."""
+    if checkpoint is not None and method is not None:
+        raise FusionkitError("give --checkpoint or --method, not both")
+    if method is not None and tile is not None:
+        raise FusionkitError(f"--tile applies to a student checkpoint; --method {method} fuses the whole image at once")
+    suffix = output.suffix.lower()
+    if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        raise FusionkitError(f"-o {output}: use a .png, .jpg or .tif file name")
+    if bits == 16 and suffix in (".jpg", ".jpeg"):
+        raise FusionkitError(f"-o {output}: JPEG is 8-bit only; use .png or .tif with --bits 16")
+    for path in inputs:
+        if same_file(path, output):
+            raise FusionkitError(f"-o {output} is the input {path}; fusing would overwrite it, give another file name")
+    check_writable(output, "-o")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one existing file, however spelt (links, '..', case on macOS)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def training_free_method(name: str) -> nn.Module:
+    """A registered method that can fuse new photos (oracles need the ground truth, so they cannot)."""
+    fuser = create("method", name)
+    if getattr(fuser, "needs_reference", False):
+        raise FusionkitError(f"--method {name} is an oracle that needs the ground truth; it cannot fuse new photos")
+    return fuser
+
+
+def trained_student(checkpoint: Path | None) -> tuple[nn.Module, str]:
+    """The student in ``checkpoint`` (a file or run folder), or the latest run's; with its colour mode."""
+    model, recipe = load_model(checkpoints_in(checkpoint)[0] if checkpoint is not None else default_student(), map_location="cpu")
+    if recipe.get("kind") != "student":
+        raise FusionkitError(f"--checkpoint {checkpoint}: holds a {recipe.get('kind')}, fuse needs a student")
+    return model, recipe.get("color", "rgb")
+
+
+@contextlib.contextmanager
+def out_of_memory_hint(exposures: torch.Tensor, device: torch.device, method: str | None, tile: int | None) -> Iterator[None]:
+    """Turn running out of memory into a one-line error giving the photos' size and what to try instead."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if isinstance(exc, RuntimeError) and not _is_out_of_memory(exc):
+            raise
+        height, width = exposures.shape[-2:]
+        if method is not None:
+            hint = f"--method {method} cannot tile; fuse a smaller photo, or use a student checkpoint with --tile 512"
+        elif tile is not None:
+            hint = f"try a smaller --tile than {tile}"
+        else:
+            hint = "try --tile 512 to fuse it in pieces"
+        raise FusionkitError(f"out of memory on {device} fusing {width}x{height} photos; {hint}") from None
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    """torch reports a failed CPU allocation as a plain RuntimeError; recognise it (and CUDA's, MPS's) by its text."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text

@@ -43,6 +43,13 @@ def to_rgb(output: Tensor, exposures: Tensor, color: str) -> Tensor:
     return ycbcr_to_rgb(torch.cat([image, fuse_chroma(cbcr)], dim=1)).clamp(0, 1)
 
 
+def fused_image(model: nn.Module, output: Tensor, exposures: Tensor, color: str) -> Tensor:
+    """A student's output -> RGB in [0, 1]: blend the exposures by its weight maps, or decode its image."""
+    if getattr(model, "produces", "image") == "weights":
+        return model.fuse(exposures, output)
+    return to_rgb(output.float(), exposures, color)
+
+
 @torch.no_grad()
 def fuse_with_model(
     model: nn.Module, exposures: Tensor, color: str = "rgb", tile: int | None = None, overlap: int = 64
@@ -50,20 +57,21 @@ def fuse_with_model(
     """Fuse (N, K, 3, H, W) exposures of any size with a trained student; returns RGB in [0, 1].
 
     Pads to the network's multiple and crops back. With ``tile``, the (globally normalised) input
-    runs in overlapping tiles blended with linear ramps, bounding memory on large photos.
+    runs in overlapping tiles blended with linear ramps, bounding memory on large photos; a
+    weight-map network's logits are tiled that way and the exposures blended whole.
     """
     h, w = exposures.shape[-2:]
-    if exposures.shape[1] != getattr(model, "num_inputs", exposures.shape[1]):
+    if getattr(model, "num_inputs", None) not in (None, exposures.shape[1]):
         raise FusionkitError(f"this model fuses {model.num_inputs} exposures, got {exposures.shape[1]}")
     multiple = getattr(model, "multiple_of", 1)
     padded, _ = pad_to_multiple(exposures.flatten(0, 1), multiple)
     padded = padded.reshape(*exposures.shape[:3], *padded.shape[-2:])
     net_input = student_input(padded, color)
-    if tile:
+    if tile is not None:
         output = tiled_apply(model, net_input, tile, overlap, multiple)
     else:
         output = model(net_input)
-    return to_rgb(output.float(), padded, color)[..., :h, :w]
+    return fused_image(model, output, padded, color)[..., :h, :w]
 
 
 @torch.no_grad()

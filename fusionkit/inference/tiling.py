@@ -8,6 +8,8 @@ of each overlap) and stops the tile there. A network without such layers takes o
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 from itertools import count
@@ -60,6 +62,18 @@ def axis_spans(size: int, tile: int, overlap: int, multiple: int = 1) -> list[Sp
     return [Span(start, min(tile, size - start), bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
 
 
+def check_tiling(tile: int, overlap: int, multiple: int = 1) -> None:
+    """One-line errors for a tile size and overlap no plan can use (``multiple``: the network's total stride)."""
+    if overlap < 0:
+        raise FusionkitError(f"--overlap must not be negative, got {overlap}")
+    if tile < 1:
+        raise FusionkitError(f"--tile must be a positive number of pixels, got {tile}")
+    if tile % multiple:
+        raise FusionkitError(f"--tile must be a multiple of {multiple} for this model, got {tile}")
+    if tile - overlap < multiple:
+        raise FusionkitError(f"--tile must be at least {multiple} larger than --overlap (got tile {tile}, overlap {overlap})")
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """How an (H, W) image is cut into overlapping tiles."""
@@ -71,11 +85,7 @@ class TilePlan:
     multiple: int = 1
 
     def __post_init__(self) -> None:
-        if self.tile % self.multiple or self.overlap < 0 or self.tile - self.overlap < self.multiple:
-            raise FusionkitError(
-                f"--tile must be a multiple of {self.multiple} and at least {self.multiple} larger than --overlap "
-                f"(got tile {self.tile}, overlap {self.overlap})"
-            )
+        check_tiling(self.tile, self.overlap, self.multiple)
         if self.height % self.multiple or self.width % self.multiple:
             raise FusionkitError(f"the image ({self.width}x{self.height}) must be padded to a multiple of {self.multiple}")
 
@@ -102,10 +112,12 @@ def blend_tiles(
 ) -> Tensor | None:
     """``fn(window, tile)`` on every tile of x (N, C, H, W), feathered together; tiles giving None are left out.
 
-    ``progress`` labels a progress bar (shown on a terminal only).
+    ``progress`` labels a progress bar on a terminal, or else one line on stderr when the pass ends.
     """
     out = weights = None
-    for tile in tqdm(plan.tiles(), desc=progress, disable=None if progress else True, leave=False, unit="tile"):
+    tiles, started = plan.tiles(), time.perf_counter()
+    on_terminal = sys.stderr is not None and sys.stderr.isatty()
+    for tile in tqdm(tiles, desc=progress, disable=not (progress and on_terminal), leave=False, unit="tile"):
         rows = slice(tile.rows.start, tile.rows.start + tile.rows.length)
         cols = slice(tile.cols.start, tile.cols.start + tile.cols.length)
         piece = fn(x[..., rows, cols], tile)
@@ -118,6 +130,8 @@ def blend_tiles(
         window = _ramp(tile.rows, plan.height, plan.overlap, piece)[:, None] * _ramp(tile.cols, plan.width, plan.overlap, piece)[None, :]
         out[..., rows, cols] += piece * window
         weights[..., rows, cols] += window
+    if progress and not on_terminal:
+        print(f"{progress}: {len(tiles)} tiles in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return None if out is None else out / weights
 
 

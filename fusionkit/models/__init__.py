@@ -1,8 +1,10 @@
-"""How a fusion network is composed from registered parts (plugin-facing, part of the core).
+"""How a fusion network is composed from registered parts, and how weight maps blend exposures
+(plugin-facing, part of the core).
 
 Imports only the core modules (interfaces, errors, wholeimage); plugins import from here.
 """
 
+from .blend import WeightBlend
 from .fusionnet import FusionNet, count_parameters, pad_to_multiple
 
-__all__ = ["FusionNet", "count_parameters", "pad_to_multiple"]
+__all__ = ["FusionNet", "WeightBlend", "count_parameters", "pad_to_multiple"]

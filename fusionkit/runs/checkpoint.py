@@ -60,11 +60,13 @@ def make_recipe(kind: str, name: str, options: dict[str, Any], **extra: Any) -> 
 
 
 def paths(stem: str | Path) -> tuple[Path, Path, Path]:
-    """(weights, recipe, training-state) paths for a checkpoint stem such as ``run/student``."""
+    """(weights, recipe, training-state) paths for a stem such as ``run/student`` or ``run/student.best.safetensors``.
+
+    Only a final ``.safetensors`` is dropped; other dots belong to the name (``student.best``).
+    """
     stem = Path(stem)
-    if stem.suffix == ".safetensors":
-        stem = stem.with_suffix("")
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json"), stem.with_suffix(".state.pt")
+    name = stem.name.removesuffix(".safetensors")
+    return tuple(stem.with_name(name + ending) for ending in (".safetensors", ".json", ".state.pt"))
 
 
 def unwrap(model: nn.Module) -> nn.Module:

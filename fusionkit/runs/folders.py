@@ -1,13 +1,22 @@
-"""Finding trained runs: the newest complete student under ``runs/`` is the default for bench and fuse."""
+"""Run folders: finding trained runs (the newest complete student under ``runs/`` is the default for
+bench and fuse), the checkpoint a command-line path names, and owning a folder while training writes it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
 
 from ..errors import FusionkitError
 
 RUNS_DIR = Path("runs")
+#: Held by the process training in a run folder, so a second ``train`` on the folder stops at once.
+LOCK_NAME = ".lock"
 
 
 def _complete(recipe_path: Path) -> bool:
@@ -34,12 +43,97 @@ def default_student(root: str | Path = RUNS_DIR) -> Path:
     return run / "student.safetensors"
 
 
-def checkpoints_in(path: str | Path) -> list[Path]:
+def checkpoint_file(path: str | Path, option: str = "--checkpoint", role: str = "student") -> Path:
+    """The checkpoint a command-line path names: a ``.safetensors`` file as given (dots and all), or a run folder's ``role``."""
+    path = Path(path)
+    if path.is_dir():
+        return path / f"{role}.safetensors"
+    if path.name.endswith(".safetensors"):
+        return path
+    raise FusionkitError(f"{option} {path}: not a checkpoint; give a .safetensors file or a run folder")
+
+
+def checkpoints_in(path: str | Path, option: str = "--checkpoint") -> list[Path]:
     """A checkpoint file as given, or a run folder's student and teacher (whichever exist)."""
     path = Path(path)
     if path.is_dir():
         found = [path / f"{role}.safetensors" for role in ("student", "teacher") if (path / f"{role}.json").exists()]
         if not found:
-            raise FusionkitError(f"--checkpoint {path}: no student.json or teacher.json in this folder")
+            raise FusionkitError(f"{option} {path}: no student.json or teacher.json in this folder")
         return found
-    return [path]
+    return [checkpoint_file(path, option)]
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a run folder holds any checkpoint (something ``--resume`` or ``fuse`` could use)."""
+    return any(Path(run_dir).glob("*.safetensors"))
+
+
+def check_fresh(run_dir: Path) -> None:
+    """A new run refuses a folder that already holds one (its config.json), pointing to --resume."""
+    if (Path(run_dir) / "config.json").exists():
+        raise FusionkitError(f"--run-dir {run_dir} already holds a run; use --resume {run_dir} or another folder")
+
+
+@contextlib.contextmanager
+def own_run_folder(run_dir: str | Path, *, fresh: bool) -> Iterator[Path]:
+    """Hold ``run_dir`` while training writes it; a second process asking for it gets a one-line error.
+
+    A fresh run refuses a folder that already holds a run. If it fails before its first checkpoint,
+    what it added is removed (the folder too, if it made it), so the corrected command can reuse it.
+    """
+    run_dir = Path(run_dir)
+    made = _make_folder(run_dir)
+    before = set(os.listdir(run_dir))  # taken before locking, so a failed run removes its lock file too
+    with _locked(run_dir):
+        if fresh:
+            check_fresh(run_dir)
+        try:
+            yield run_dir
+        except BaseException:
+            if fresh and not has_checkpoint(run_dir):
+                _remove_added(run_dir, before, made)
+            raise
+
+
+def _make_folder(run_dir: Path) -> Path | None:
+    """Create ``run_dir``; returns the outermost folder this call created (None if it was there)."""
+    if run_dir.is_dir():
+        return None
+    outermost = run_dir
+    while not outermost.parent.exists():
+        outermost = outermost.parent
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FusionkitError(f"--run-dir {run_dir}: cannot create the folder ({exc.strerror})") from None
+    return outermost
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock, or fail at once (never wait) naming the folder."""
+    lock = FileLock(run_dir / LOCK_NAME, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FusionkitError(f"--run-dir {run_dir} is in use by another fusionkit train; wait for it to end or use another folder") from None
+    except OSError as exc:
+        raise FusionkitError(f"--run-dir {run_dir}: cannot write there ({exc.strerror})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_added(run_dir: Path, before: set[str], made: Path | None) -> None:
+    """Undo a failed fresh run: the folder it made, or the entries it added to an existing one."""
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        return
+    for name in set(os.listdir(run_dir)) - before:
+        entry = run_dir / name
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

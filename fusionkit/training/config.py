@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,12 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+#: The student's loss terms and weights by default (the paper's: ``l1=2 distill=1 perceptual=1 mef_ssim=0``).
+DEFAULT_LOSSES = {"l1": 1.0, "distill": 1.0, "perceptual": 1.0, "mef_ssim": 1.0}
+#: Options merged key by key over the layers (file, command line) instead of replaced whole.
+MERGED = ("losses",)
 
 
 @dataclass
@@ -35,12 +42,14 @@ class TrainConfig:
     channel_attention: str | None = None
     spatial_attention: str | None = None
     student_options: dict[str, Any] = field(default_factory=dict)
-    # Losses.
+    exposures: int = 2  # exposures drawn per training scene
+    # Losses: the student's objective is the weighted sum of these terms; a weight of 0 drops one.
+    # ``distill`` is the distill_loss component's term; every other name is a registered loss.
+    losses: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSSES))
+    loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     distill: str = "l1_features"
     distill_options: dict[str, Any] = field(default_factory=dict)
-    lambda_distill: float = 1.0
-    lambda_perceptual: float = 1.0
-    vgg_weights: str | None = None
+    vgg_weights: str | None = None  # for the ``perceptual`` term
     # Optimisation.
     teacher_steps: int = 400
     student_steps: int = 1500
@@ -91,7 +100,9 @@ class TrainConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 CHOICES = {"stage": ("teacher", "student", "both"), "color": ("rgb", "y"), "amp": ("auto", "bf16", "fp16", "off")}
-POSITIVE = ("teacher_steps", "student_steps", "batch_size", "crop", "log_every", "checkpoint_every")
+POSITIVE = ("teacher_steps", "student_steps", "batch_size", "crop", "log_every", "checkpoint_every", "exposures")
+#: Positive when given; None leaves the preset's own value.
+POSITIVE_OR_PRESET = ("width", "num_blocks")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -132,24 +143,38 @@ def make_config(*layers: dict[str, Any]) -> TrainConfig:
                 close = difflib.get_close_matches(key, list(FIELDS), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise FusionkitError(f"unknown training option {key!r}{hint}")
-            merged[key] = value
+            merged[key] = {**merged.get(key, DEFAULT_LOSSES), **value} if key in MERGED and isinstance(value, dict) else value
     config = TrainConfig(**merged)
     validate(config)
     return config
 
 
+def _finite(value: Any) -> bool:
+    """A real number, not NaN or infinite (``--lr nan`` would train nothing and say nothing)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def validate(config: TrainConfig) -> None:
+    """One-line errors for option values no run can use, before anything is built or written."""
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
             raise FusionkitError(f"--{key.replace('_', '-')} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
-    for key in POSITIVE:
+    given = tuple(key for key in POSITIVE_OR_PRESET if getattr(config, key) is not None)
+    for key in POSITIVE + given:
         value = getattr(config, key)
         if not isinstance(value, int) or value < 1:
             raise FusionkitError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+    if not isinstance(config.workers, int) or config.workers < 0:
+        raise FusionkitError(f"--workers must be 0 (load in this process) or more, got {config.workers!r}")
     if config.crop % 4:
         raise FusionkitError(f"--crop must be a multiple of 4 (the networks downsample by 4), got {config.crop}")
-    for key in ("lr", "lambda_distill", "lambda_perceptual", "grad_clip", "min_lr_ratio"):
-        if getattr(config, key) < 0:
-            raise FusionkitError(f"--{key.replace('_', '-')} must not be negative, got {getattr(config, key)}")
+    if not _finite(config.lr) or config.lr <= 0:
+        raise FusionkitError(f"--lr must be a positive number, got {config.lr!r}")
+    for key in ("grad_clip", "min_lr_ratio"):
+        if not _finite(getattr(config, key)) or getattr(config, key) < 0:
+            raise FusionkitError(f"--{key.replace('_', '-')} must be a number >= 0, got {getattr(config, key)!r}")
+    for name, weight in config.losses.items():
+        if not isinstance(weight, (int, float)) or weight < 0:
+            raise FusionkitError(f"--loss {name}={weight!r}: a weight must be a number >= 0")
     if config.teacher_checkpoint and config.stage == "teacher":
         raise FusionkitError("--teacher-checkpoint reuses a trained teacher; it makes no sense with --stage teacher")

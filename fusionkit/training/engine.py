@@ -23,19 +23,24 @@ from .. import create
 from . import distributed
 from ..data.atomic import write_json
 from ..runs.checkpoint import load_model, load_state, load_weights, make_recipe, paths, read_recipe, save_model
+from ..runs.folders import check_fresh, checkpoint_file, has_checkpoint, own_run_folder
 from .config import TrainConfig, make_config, read_config_file
+from ..data.errors import DatasetLayoutError
 from ..data.loader import build_loader
-from ..data.transforms import from_network_range
 from ..errors import FusionkitError, FusionkitWarning
+from ..evaluation.mef_ssim import mef_ssim_rgb
 from ..evaluation.metrics import psnr
-from .perceptual import build_perceptual_loss
-from ..inference.pipeline import fuse_with_model, network_target, reconstruct_with_teacher, student_input
+from ..inference.pipeline import fuse_with_model, fused_image, network_target, reconstruct_with_teacher, student_input
 from .runlog import StepLog, plot_loss_curves
 from ..evaluation.pictures import save_grid
 
 #: Called after every optimiser step with (stage, step, loss terms); returning True stops the run
 #: as Ctrl-C would (a checkpoint is written first).
 StepCallback = Callable[[str, int, dict[str, float]], Any]
+
+
+#: MEF-SSIM's three scales of 11-px windows need images at least this large.
+MEF_SSIM_MIN_SIDE = 44
 
 
 class TrainingInterrupted(FusionkitError):
@@ -127,6 +132,7 @@ class Trainer:
         self.stop = StopRequest()
         self.log: StepLog | None = None
         self.teacher: nn.Module | None = None
+        self.loss_terms: dict[str, nn.Module] = {}
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.config.amp
@@ -149,17 +155,24 @@ class Trainer:
         if config.stage != "teacher":
             create("student", config.student, **config.student_preset_options())
             create("distill_loss", config.distill, **config.distill_options)
-            if config.vgg_weights and config.lambda_perceptual > 0:
-                build_perceptual_loss(config.vgg_weights)
+            self.loss_terms = self._loss_terms()
+            if config.teacher_checkpoint:
+                self._teacher_stem()
 
     def run(self) -> Path:
-        config = self.config
+        """Check all that can be checked, then train in a run folder this process owns (``own_run_folder``)."""
         self.preflight()
+        self.data_root = self._data_root()
+        self._training_loader()  # an empty or too small --data fails before the run folder exists
+        with own_run_folder(self.run_dir, fresh=not self.resuming) if self.ctx.is_main else nullcontext():
+            return self._train_in_folder()
+
+    def _train_in_folder(self) -> Path:
+        """The stages themselves, writing config, logs and checkpoints into the run folder."""
+        config = self.config
         if self.ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / "config.json", config.as_dict())
             self.log = StepLog(self.run_dir)
-        self.data_root = self._data_root()
         distributed.barrier(self.ctx)
         seed_everything(config.seed)
         with self.stop.installed():
@@ -193,59 +206,86 @@ class Trainer:
         color = self.config.color
 
         def loss_fn(net: nn.Module, batch: dict[str, Tensor]):
+            if batch.get("target") is None:
+                raise FusionkitError(
+                    f"{self.data_root}: the teacher learns reference images and this data has none; "
+                    "train it on data with references, or pass --teacher-checkpoint"
+                )
             target = self._to_device(network_target(batch["target"], color))
             rec = (net(target).float() - target).abs().mean()
             return rec, {"loss": rec, "loss_rec": rec}
 
         return Stage("teacher", model, recipe, self.config.teacher_steps, loss_fn)
 
-    def _load_teacher(self) -> nn.Module:
-        stem = self.config.teacher_checkpoint or self.run_dir / "teacher"
-        teacher, recipe = load_model(stem, map_location="cpu")
+    def _teacher_stem(self) -> Path:
+        """The teacher to distil from: this run's own, or --teacher-checkpoint (a file or run folder) once checked."""
+        if not self.config.teacher_checkpoint:
+            return self.run_dir / "teacher"
+        stem = checkpoint_file(self.config.teacher_checkpoint, "--teacher-checkpoint", role="teacher")
+        recipe = read_recipe(stem)
         if recipe.get("kind") != "teacher":
             raise FusionkitError(f"--teacher-checkpoint {stem}: holds a {recipe.get('kind')}, not a teacher")
         if recipe.get("color", "rgb") != self.config.color:
             raise FusionkitError(f"--teacher-checkpoint {stem}: trained with --color {recipe.get('color')}, this run uses {self.config.color}")
+        return stem
+
+    def _load_teacher(self) -> nn.Module:
+        teacher, _ = load_model(self._teacher_stem(), map_location="cpu")
         return self._place(teacher)
+
+    def _loss_terms(self) -> dict[str, nn.Module]:
+        """The weighted loss components other than distillation, built once; a perceptual term
+        without VGG19 weights is dropped with a warning saying so."""
+        config, terms = self.config, {}
+        for name, weight in config.losses.items():
+            if name == "distill" or weight == 0:
+                continue
+            options = dict(config.loss_options.get(name, {}))
+            if name == "perceptual" and config.vgg_weights:
+                options.setdefault("vgg_weights", config.vgg_weights)
+            loss = create("loss", name, **options)
+            if not getattr(loss, "available", True):
+                if self.ctx.is_main:
+                    warnings.warn(f"{loss.note} (--loss {name}={weight} ignored)", FusionkitWarning, stacklevel=2)
+                continue
+            terms[name] = loss.to(self.device)
+        return terms
 
     def _student_stage(self, teacher: nn.Module) -> Stage:
         config = self.config
         options = config.student_preset_options()
         model = create("student", config.student, **options)
         distill = create("distill_loss", config.distill, **config.distill_options)
-        perceptual, perceptual_note = (
-            build_perceptual_loss(config.vgg_weights)
-            if config.lambda_perceptual > 0
-            else (None, "perceptual loss off: --lambda-perceptual 0")
-        )
-        if self.ctx.is_main:
-            if perceptual is None and config.lambda_perceptual > 0:
-                warnings.warn(perceptual_note, FusionkitWarning, stacklevel=2)
-            else:
-                self.say(perceptual_note)
-        perceptual = perceptual.to(self.device) if perceptual is not None else None
+        terms = self.loss_terms
+        weights = {name: config.losses[name] for name in terms}
+        if config.losses.get("distill", 0) > 0:
+            weights["distill"] = config.losses["distill"]
+        self.say("student loss: " + " + ".join(f"{w:g} x {name}" for name, w in weights.items()))
         recipe = make_recipe(
-            "student", config.student, options, color=config.color, role="student", perceptual=perceptual_note,
-            distill={"name": config.distill, "options": config.distill_options},
-            lambdas={"distill": config.lambda_distill, "perceptual": config.lambda_perceptual if perceptual else 0.0},
+            "student", config.student, options, color=config.color, role="student",
+            distill={"name": config.distill, "options": config.distill_options}, losses=weights,
+            notes={name: loss.note for name, loss in terms.items() if hasattr(loss, "note")},
         )
         color = config.color
 
         def loss_fn(net: nn.Module, batch: dict[str, Tensor]):
             exposures = batch["inputs"].to(self.device, non_blocking=True)
-            target = self._to_device(network_target(batch["target"], color))
+            reference = batch.get("target")
+            reference = reference.to(self.device, non_blocking=True) if reference is not None else None
             output, features = net(self._to_device(student_input(exposures, color)), return_features=True)
-            with torch.no_grad():
-                _, teacher_features = teacher(target, return_features=True)
-            rec = (output.float() - target).abs().mean()
-            kd = distill(features, teacher_features)
-            terms = {"loss_rec": rec, "loss_distill": kd}
-            total = rec + config.lambda_distill * kd
-            if perceptual is not None:
-                perc = perceptual(from_network_range(output.float()), from_network_range(target))
-                terms["loss_perceptual"] = perc
-                total = total + config.lambda_perceptual * perc
-            return total, {"loss": total, **terms}
+            fused = fused_image(model, output, exposures, color)
+            values, total = {}, fused.new_zeros(())
+            for name, loss in terms.items():
+                if loss.needs_reference and reference is None:
+                    continue  # data without a reference trains the reference-free terms only
+                values[f"loss_{name}"] = loss(fused, exposures, reference)
+                total = total + weights[name] * values[f"loss_{name}"]
+            if "distill" in weights and reference is not None:
+                with torch.no_grad():
+                    _, teacher_features = teacher(self._to_device(network_target(reference, color)), return_features=True)
+                values["loss_distill"] = distill(features, teacher_features)
+                total = total + weights["distill"] * values["loss_distill"]
+            return total, {"loss": total, **values}
 
         return Stage("student", model, recipe, config.student_steps, loss_fn)
 
@@ -288,6 +328,8 @@ class Trainer:
             restore_rng(state["rng"])
             step = state["step"]
             self.say(f"{stage.name}: resuming at step {step}/{stage.steps}")
+        if self.resuming and ctx.is_main:
+            self.log.discard_after(stage.name, step)  # the steps after the checkpoint run again
         net: nn.Module = model
         if ctx.distributed:
             net = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.cuda else None)
@@ -311,10 +353,8 @@ class Trainer:
                 loss, terms = stage.loss_fn(net, batch)
             if distributed.any_rank(ctx, not bool(torch.isfinite(loss))):
                 progress.close()
-                raise NonFiniteLoss(
-                    f"{stage.name} loss became non-finite at step {step + 1}; stopped. The last good "
-                    f"checkpoint is kept in {self.run_dir} (try a lower --lr or --amp off)"
-                )
+                kept = f"The last good checkpoint is kept in {self.run_dir}" if has_checkpoint(self.run_dir) else "No checkpoint had been written"
+                raise NonFiniteLoss(f"{stage.name} loss became non-finite at step {step + 1}; stopped. {kept} (try a lower --lr or --amp off)")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip > 0:
@@ -324,7 +364,7 @@ class Trainer:
             scaler.update()
             scheduler.step()
             step += 1
-            samples += batch["target"].shape[0] * ctx.world_size
+            samples += batch["inputs"].shape[0] * ctx.world_size
             values = {k: float(v.detach()) for k, v in terms.items()}
             if ctx.is_main and (step % config.log_every == 0 or step == stage.steps):
                 rate = samples / max(time.perf_counter() - clock, 1e-9)
@@ -356,14 +396,7 @@ class Trainer:
 
     def _batches(self, start_step: int) -> Iterator[dict[str, Tensor]]:
         """Endless batches; epoch e's pairs, crops and order follow (seed, e), so a resumed run sees the same batches."""
-        config = self.config
-        loader = build_loader(
-            self.data_root, "training", pairs="random", crop=config.crop, flip=True, batch_size=config.batch_size,
-            workers=config.workers, seed=config.seed, shuffle=True, distributed=self.ctx.distributed,
-            drop_last=True, device=self.device,
-        )
-        if len(loader) == 0:
-            raise FusionkitError(f"{self.data_root}: fewer training scenes than --batch-size {config.batch_size}")
+        loader = self._training_loader()
         epoch, skip = divmod(start_step, len(loader))
         while True:
             loader.set_epoch(epoch)
@@ -372,29 +405,57 @@ class Trainer:
                     yield batch
             skip, epoch = 0, epoch + 1
 
+    def _training_loader(self):
+        """The training split's loader; an empty split, or one smaller than a batch, is a one-line error."""
+        config = self.config
+        loader = build_loader(
+            self.data_root, "training", pairs="random", exposures=config.exposures, crop=config.crop, flip=True, batch_size=config.batch_size,
+            workers=config.workers, seed=config.seed, shuffle=True, distributed=self.ctx.distributed,
+            drop_last=True, device=self.device,
+        )
+        if len(loader) == 0:
+            raise FusionkitError(f"{self.data_root}: fewer training scenes than --batch-size {config.batch_size}")
+        return loader
+
     # ----- evaluation and pictures ---------------------------------------------------------
     @torch.no_grad()
     def _evaluate(self, stage_name: str, model: nn.Module) -> dict[str, Any]:
-        """Validation PSNR on full images and a picture grid (inputs | output | ground truth)."""
+        """Validation scores on full images (PSNR where there is a reference; the student's MEF-SSIM
+        always) and a picture grid (inputs | output | reference)."""
         color = self.config.color
         pairs = "all" if stage_name == "student" else "low"  # the teacher sees ground truth only
-        loader = build_loader(self.data_root, "validation", pairs=pairs, batch_size=1, seed=self.config.seed)
-        scores, rows = [], []
+        try:
+            loader = build_loader(self.data_root, "validation", pairs=pairs, batch_size=1, seed=self.config.seed)
+        except DatasetLayoutError as exc:
+            self.say(f"{stage_name}: no validation ({exc})")
+            return {"val_pairs": 0}
+        scores: dict[str, list[float]] = {"psnr": [], "mef_ssim": []}
+        rows = []
         for batch in loader:
-            exposures, target = batch["inputs"].to(self.device), batch["target"].to(self.device)
+            exposures = batch["inputs"].to(self.device)
+            target = batch["target"].to(self.device) if batch["target"] is not None else None
+            if stage_name == "teacher" and target is None:
+                break
             with self._autocast():
                 if stage_name == "teacher":
                     output = reconstruct_with_teacher(model, target, color)
                 else:
                     output = fuse_with_model(model, exposures, color)
-            scores.append(float(psnr(output.float().clamp(0, 1), target).mean()))
+            output = output.float().clamp(0, 1)
+            if target is not None:
+                scores["psnr"].append(float(psnr(output, target).mean()))
+            if stage_name == "student" and min(output.shape[-2:]) >= MEF_SSIM_MIN_SIDE:
+                scores["mef_ssim"].append(float(mef_ssim_rgb(output, exposures).mean()))
             if len(rows) < self.config.grid_pairs:
-                rows.append([*exposures[0], output[0], target[0]] if stage_name == "student" else [target[0], output[0]])
+                reference = [target[0]] if target is not None else []
+                rows.append([*exposures[0], output[0], *reference] if stage_name == "student" else [target[0], output[0]])
         if rows:
             save_grid(self.run_dir / f"{stage_name}_validation.png", rows)
-        result = {"val_psnr": sum(scores) / len(scores) if scores else None, "val_pairs": len(scores)}
-        if scores:
-            self.say(f"{stage_name}: validation PSNR {result['val_psnr']:.2f} dB over {len(scores)} pairs")
+        result = {f"val_{name}": sum(v) / len(v) if v else None for name, v in scores.items()}
+        result["val_pairs"] = len(rows) and max(len(v) for v in scores.values())
+        said = ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in result.items() if k != "val_pairs" and v is not None)
+        if said:
+            self.say(f"{stage_name}: validation {said} over {result['val_pairs']} images")
         return result
 
 
@@ -409,8 +470,7 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, on_st
     else:
         config = config or TrainConfig()
         run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-        if (run_dir / "config.json").exists():
-            raise FusionkitError(f"--run-dir {run_dir} already holds a run; use --resume {run_dir} or another folder")
+        check_fresh(run_dir)  # early, on every rank; own_run_folder checks again under the lock
     config.run_dir = str(run_dir)
     ctx = distributed.setup(config.device)
     try:

@@ -39,9 +39,45 @@ class StepLog:
                     if self._tb is not None:
                         self._tb.add_scalar(f"{record['stage']}/{key}", value, record["step"])
 
+    def discard_after(self, stage: str, step: int) -> None:
+        """Keep ``stage``'s records up to ``step`` only, so a resumed run's replayed steps are logged once.
+
+        A line torn by a kill in mid-write is dropped too.
+        """
+        if self.jsonl.exists():
+            lines = self.jsonl.read_text().splitlines()
+            kept = [line + "\n" for line in lines if _kept(_json_record(line), stage, step)]
+            write_atomic(self.jsonl, lambda tmp: tmp.write_text("".join(kept)))
+        if self.csv.exists():
+            with self.csv.open(newline="") as handle:
+                rows = list(csv.reader(handle))
+            kept_rows = rows[:1] + [row for row in rows[1:] if _kept(_csv_record(row), stage, step)]
+            write_atomic(self.csv, lambda tmp: _write_rows(tmp, kept_rows))
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _json_record(line: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def _csv_record(row: list[str]) -> dict[str, Any] | None:
+    return {"stage": row[0], "step": int(row[1])} if len(row) == 4 and row[1].isdigit() else None
+
+
+def _kept(record: dict[str, Any] | None, stage: str, step: int) -> bool:
+    """Whether a log record survives a resume of ``stage`` at ``step``: whole, and not a step to be replayed."""
+    return record is not None and not (record["stage"] == stage and record["step"] > step)
+
+
+def _write_rows(path: Path, rows: list[list[str]]) -> None:
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

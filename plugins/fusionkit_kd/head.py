@@ -1,4 +1,5 @@
-"""The fusion head: two x2 upsamplings, optional low-level concat and channel attention, reconstruction."""
+"""Fusion heads: two x2 upsamplings, optional low-level concat and channel attention, then either the
+image itself (the paper) or one weight logit map per exposure (blending the photographs)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,13 @@ class UpsampleHead(nn.Module):
         fused = width + skip_channels
         self.attention = fusionkit.create("attention", channel_attention, fused)
         self.reconstruct = nn.Sequential(
-            conv3x3(fused, width), nn.ReLU(inplace=True), conv3x3(width, out_channels), nn.Tanh()
+            conv3x3(fused, width), nn.ReLU(inplace=True), conv3x3(width, out_channels), *self.output_layer()
         )
         init_weights(self.upsample, self.reconstruct)  # the attention block keeps its own init
+
+    def output_layer(self) -> list[nn.Module]:
+        """The paper's image output: Tanh into [-1, 1]."""
+        return [nn.Tanh()]
 
     def forward(self, bottleneck: Tensor, skip: Tensor | None = None) -> Tensor:
         y = self.upsample(bottleneck)
@@ -56,3 +61,27 @@ class UpsampleHead(nn.Module):
                 raise ValueError("this head was built with skip features but got none")
             y = torch.cat([y, skip], dim=1)
         return self.reconstruct(self.attention(y))
+
+
+class WeightMapHead(UpsampleHead):
+    """The same layers ending in one logit map per exposure (no Tanh), for a network that blends
+    its inputs; the last convolution starts at zero, so training starts from the blend's prior."""
+
+    produces = "weights"
+
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: int = 0,
+        out_channels: int = 2,
+        width: int | None = None,
+        channel_attention: str = "none",
+        upsamplings: int = 2,
+    ) -> None:
+        super().__init__(in_channels, skip_channels, out_channels, width, channel_attention, upsamplings)
+        last = self.reconstruct[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def output_layer(self) -> list[nn.Module]:
+        return []

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import fusionkit
-from fusionkit.models import FusionNet
+from fusionkit.errors import ComponentOptionError
+from fusionkit.models import FusionNet, WeightBlend
 
 
 def build_student(
@@ -17,26 +18,42 @@ def build_student(
     spatial_blocks: int = 2,
     channel_attention: str = "se",
     backbone: str = "kd_resnet",
-    head: str = "kd_upsample",
+    head: str = "kd_weights",
+    blend: str = "pyramid",
+    prior: str = "mertens",
+    keep_balance: bool = False,
 ) -> FusionNet:
-    """Compose backbone -> ``spatial_blocks`` x spatial attention -> head (with channel attention)."""
-    body = fusionkit.create("backbone", backbone, in_channels * num_inputs, width=width, num_blocks=num_blocks)
+    """Compose backbone -> ``spatial_blocks`` x spatial attention -> head (with channel attention).
+
+    A head that produces weight maps (``kd_weights``) gets a :class:`WeightBlend` (``blend``,
+    ``prior``, ``keep_balance``); the paper's ``kd_upsample`` regresses the image. ``num_inputs=None`` accepts any
+    number of exposures (shared per-exposure network, see FusionNet).
+    """
+    per_exposure = num_inputs is None
+    weights = getattr(fusionkit.component("fusion_head", head).factory, "produces", "image") == "weights"
+    if per_exposure and not weights:
+        raise ComponentOptionError(f"num_inputs=None (any number of exposures) needs a weight-map head, not {head!r}")
+    body = fusionkit.create("backbone", backbone, in_channels * (1 if per_exposure else num_inputs), width=width, num_blocks=num_blocks)
     spatial = [fusionkit.create("attention", spatial_attention, body.out_channels) for _ in range(spatial_blocks)]
     fusion_head = fusionkit.create(
         "fusion_head",
         head,
         body.out_channels,
         skip_channels=body.skip_channels if skip else 0,
-        out_channels=in_channels,
+        out_channels=(1 if per_exposure else num_inputs) if weights else in_channels,
         width=width,
         channel_attention=channel_attention,
     )
-    return FusionNet(body, spatial, fusion_head, in_channels=in_channels, num_inputs=num_inputs)
+    return FusionNet(
+        body, spatial, fusion_head, in_channels=in_channels, num_inputs=num_inputs,
+        blend=WeightBlend(blend, prior, keep_balance=keep_balance) if weights else None,
+    )
 
 
 def kd_baseline(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=False,
-    spatial_attention="none", spatial_blocks=2, channel_attention="none", backbone="kd_resnet", head="kd_upsample",
+    spatial_attention="none", spatial_blocks=2, channel_attention="none", backbone="kd_resnet", head="kd_weights",
+    blend="pyramid", prior="mertens", keep_balance=False,
 ) -> FusionNet:
     """KDDN student (Hong et al. 2020): no low-level skip, no attention."""
     return build_student(**locals())
@@ -44,7 +61,8 @@ def kd_baseline(
 
 def dense_fusion(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=True,
-    spatial_attention="none", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_upsample",
+    spatial_attention="none", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_weights",
+    blend="pyramid", prior="mertens", keep_balance=False,
 ) -> FusionNet:
     """Low-level skip + SE channel attention, no strip pooling (the paper's DenseFusion)."""
     return build_student(**locals())
@@ -52,7 +70,8 @@ def dense_fusion(
 
 def se_strip(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=True,
-    spatial_attention="strip", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_upsample",
+    spatial_attention="strip", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_weights",
+    blend="pyramid", prior="mertens", keep_balance=False,
 ) -> FusionNet:
     """The paper's Final: low-level skip, SE channel attention, two strip-pooling modules."""
     return build_student(**locals())

@@ -1,0 +1,129 @@
+"""Regenerate docs/results_real.md: trained students against mertens and mean on real photographs.
+
+    python benchmarks/results_real.py --run "main job=runs/main" --run "long recipe=runs/long"
+
+Real brackets without a reference (``brackets/test``, darkest + brightest exposure of each scene) are
+scored by the no-reference metrics (MEF-SSIM, Q^AB/F, Q_MI); SICE (``sice/test``, two exposures and a
+reference chosen by SICE's authors) by PSNR and SSIM to the reference and by MEF-SSIM. The data folder
+is ``--data``, else $FUSIONKIT_SHARED_DATA, else ``../shared/data`` beside the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from fusionkit.evaluation.bench import run_bench
+from fusionkit.evaluation.pictures import image_grid
+from fusionkit.evaluation.report import table_rows
+from fusionkit.runs.checkpoint import read_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+#: (dataset, folder under the data root, metrics, what the rows mean)
+SETS = (
+    ("brackets/test", "brackets/test", ["mef_ssim", "qabf", "nmi"], "19 real brackets, darkest + brightest exposure, no reference"),
+    ("sice/test", "sice/test", ["psnr", "ssim", "mef_ssim"], "4 SICE scenes, darkest + brightest, reference chosen by SICE's authors"),
+)
+METHODS = ["mertens", "mean"]
+GRID_SCENES = 3
+GRID_TILE = 240  # longer side of each picture in the committed grid, in pixels
+
+
+def data_root(given: str | None) -> Path:
+    root = Path(given or os.environ.get("FUSIONKIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    if not (root / "brackets").is_dir():
+        sys.exit(f"error: real data not found in {root} (give --data or set FUSIONKIT_SHARED_DATA)")
+    return root
+
+
+def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
+    runs = []
+    for item in items:
+        label, sep, path = item.rpartition("=")
+        run = Path(path)
+        if not (run / "student.safetensors").is_file():
+            sys.exit(f"error: --run {item}: no student.safetensors in {run}")
+        runs.append((label if sep else run.name, run))
+    return runs
+
+
+def training_summary(label: str, run: Path) -> str:
+    """One line per run: the command's options and the wall time from the run's own records."""
+    recipe = read_recipe(run / "student")
+    config = recipe.get("config", {})
+    started = (run / "config.json").stat().st_mtime
+    finished = (run / "student.json").stat().st_mtime
+    keys = ("student", "student_steps", "teacher_steps", "width", "crop", "batch_size", "exposures", "losses", "student_options", "data")
+    options = ", ".join(f"{k}={config.get(k)}" for k in keys if config.get(k) not in (None, {}, []))
+    return f"| {label} | `{run}` | {options} | {finished - started:.0f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", default=[], help="LABEL=RUN_FOLDER of a trained student (repeatable)")
+    parser.add_argument("--data", help="the shared data folder")
+    parser.add_argument("--out", default="docs/results_real.md")
+    parser.add_argument("--grid", default="docs/images/results_real_grid.jpg")
+    parser.add_argument("--max-scenes", type=int, help="only the first N scenes of each set (smoke tests)")
+    args = parser.parse_args()
+    root, runs = data_root(args.data), parse_runs(args.run)
+    labels = {str(run / "student.safetensors"): label for label, run in runs}
+
+    sections, pictures, figures = [], [], {}
+    for name, folder, metrics, what in SETS:
+        grid_file = Path(f"/tmp/results_real_{name.replace('/', '_')}.png")
+        report = run_bench(
+            data_root=root / folder, checkpoints=[run / "student.safetensors" for _, run in runs], methods=METHODS,
+            metrics=metrics, speed=False, device="cpu", grid_path=grid_file, grid_scenes=GRID_SCENES, max_scenes=args.max_scenes,
+        )
+        for model in report["models"]:
+            model["label"] = next((labels[p] for p in labels if model["source"] == p), model["label"])
+        figures[name] = report
+        header, rows = table_rows(report)
+        sections += [f"## {name}: {what}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        sections += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        pictures.append(iio.imread(grid_file))
+    figure = np.concatenate([p[:, : min(q.shape[1] for q in pictures)] for p in pictures], axis=0)
+    tiles = torch.from_numpy(figure).permute(2, 0, 1).float() / 255
+    scale = GRID_TILE * (2 + len(METHODS) + len(runs) + 1) / tiles.shape[-1]
+    size = [round(tiles.shape[-2] * min(scale, 1)), round(tiles.shape[-1] * min(scale, 1))]
+    small_figure = torch.nn.functional.interpolate(tiles[None], size=size, mode="area")[0]
+    Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(args.grid, image_grid([[small_figure]], pad=0), quality=88)
+
+    cpu = figures[SETS[0][0]]["machine"]["cpu"]
+    lines = [
+        f"# Results on real photographs ({cpu})",
+        "",
+        "Generated by `python benchmarks/results_real.py " + " ".join(f'--run "{label}={run}"' for label, run in runs) + "`.",
+        "Higher is better in every column; `*` marks the best. MEF-SSIM is the authors' `mef_ms_ssim` on 8-bit",
+        "grey images (checked against their MATLAB values), Q^AB/F is Petrović and Xydeas' edge preservation,",
+        "NMI is Hossny's normalised mutual information summed over the two exposures.",
+        "",
+        "## Training",
+        "",
+        "| run | folder | options | wall time (s) |",
+        "|---|---|---|---|",
+        *[training_summary(label, run) for label, run in runs],
+        "",
+        *sections,
+        f"![real scenes: inputs, {', '.join(METHODS)}, each run]({Path(args.grid).relative_to(Path(args.out).parent)})",
+        "",
+        "Rows of the picture: the first scenes of brackets/test, then of sice/test (the last column is SICE's reference).",
+        f"Columns: darkest and brightest exposure, {', '.join(METHODS)}, then each run in the order of the tables.",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    Path(args.out).with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""``fusionkit score``: a thin wrapper over :func:`fusionkit.evaluation.score.score_files`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import FusionkitError
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--inputs", "has_inputs", is_flag=True, help="The paths after FUSED are the exposures it was made from, darkest first.")
+@click.option("--reference", type=click.Path(path_type=Path), help="A reference image, for full-reference metrics (PSNR, SSIM).")
+@click.option("--metric", "metrics", multiple=True, help="A metric to compute (repeatable)  [default: every registered metric the images allow]")
+@click.option("--metric-space", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True, help="Full-reference metrics on RGB or on luma.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: metric name to score.")
+def score(images: tuple[Path, ...], has_inputs: bool, reference: Path | None, metrics: tuple[str, ...], metric_space: str, as_json: bool) -> None:
+    """Score FUSED against its exposures (and a reference) without any model.
+
+    Usage: fusionkit score FUSED --inputs A B [C ...] [--reference R] [--metric NAME ...] [--json]
+    """
+    from ..evaluation.score import score_files
+
+    fused, *inputs = images
+    if not has_inputs or not inputs:
+        raise FusionkitError("give the exposures FUSED was made from: fusionkit score FUSED --inputs A B [C ...]")
+    scores = score_files(fused, inputs, reference, list(metrics) or None, metric_space)
+    if as_json:
+        click.echo(json.dumps(scores))
+        return
+    width = max(len(name) for name in scores)
+    for name, value in scores.items():
+        click.echo(f"{name:<{width}}  {value:.4f}" if name != "psnr" else f"{name:<{width}}  {value:.2f} dB")

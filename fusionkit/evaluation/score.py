@@ -1,0 +1,59 @@
+"""Scoring fused images with metric components: by the bench, and for files a user already has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .. import available, create
+from ..data.io import read_image
+from ..errors import FusionkitError
+from .metrics import Metric, to_space
+
+
+def build_metrics(names: list[str] | None) -> list[Metric]:
+    """The named metric components in that order, or every registered one (full-reference ones first)."""
+    if names is not None:
+        return [create("metric", name) for name in names]
+    metrics = [create("metric", c.name) for c in available("metric")]
+    if not metrics:
+        raise FusionkitError("no metric to compute: no plugin registers one (see `fusionkit plugins --kind metric`)")
+    return sorted(metrics, key=lambda m: not m.needs_reference)
+
+
+def score(metrics: list[Metric], output: Tensor, exposures: Tensor, reference: Tensor | None, space: str) -> dict[str, float]:
+    """Every metric that the data allows: full-reference ones (in ``space``) only where there is a reference."""
+    scores = {}
+    for metric in metrics:
+        if not metric.needs_reference:
+            scores[metric.name] = float(metric(output, exposures).mean())
+        elif reference is not None:
+            scores[metric.name] = float(metric(to_space(output, space), exposures, to_space(reference, space)).mean())
+    return scores
+
+
+def score_files(
+    fused: Path, inputs: list[Path], reference: Path | None = None, metrics: list[str] | None = None, space: str = "rgb"
+) -> dict[str, float]:
+    """Scores of the image ``fused`` against its exposures ``inputs`` (and ``reference``), metric name to value.
+
+    Without a reference only the no-reference metrics run; naming a full-reference one then is an error.
+    """
+    chosen = build_metrics(metrics)
+    if reference is None and metrics is not None:
+        wanted = [m.name for m in chosen if m.needs_reference]
+        if wanted:
+            raise FusionkitError(f"--metric {wanted[0]} compares with a reference image: give --reference")
+    image = read_image(fused)
+    stack = [read_image(p) for p in inputs]
+    target = read_image(reference) if reference is not None else None
+    for path, other in [*zip(inputs, stack), *([(reference, target)] if target is not None else [])]:
+        if other.shape != image.shape:
+            raise FusionkitError(
+                f"{path} is {other.shape[2]}x{other.shape[1]} but {fused} is {image.shape[2]}x{image.shape[1]}: "
+                "score images of one size"
+            )
+    with torch.no_grad():
+        return score(chosen, image[None], torch.stack(stack)[None], target[None] if target is not None else None, space)

@@ -1,0 +1,23 @@
+"""fusionkit plugin with the components every fusion study shares, whatever its model: metrics
+(``psnr``, ``ssim``, ``mef_ssim``, ``qabf``, ``nmi``), losses (``l1``, ``perceptual``, ``mef_ssim``)
+and dataset readers (``exposure_errors``, ``brackets``)."""
+
+from fusionkit import hookimpl
+
+from .datasets import BracketsDataset, ExposureErrorsDataset
+from .losses import L1Reconstruction, MEFSSIMLoss, Perceptual
+from .metrics import mef_ssim_metric, nmi_metric, psnr_metric, qabf_metric, ssim_metric
+
+
+@hookimpl
+def register_components(register):
+    register("metric", "psnr", psnr_metric)
+    register("metric", "ssim", ssim_metric)
+    register("metric", "mef_ssim", mef_ssim_metric)
+    register("metric", "qabf", qabf_metric)
+    register("metric", "nmi", nmi_metric)
+    register("loss", "l1", L1Reconstruction)
+    register("loss", "perceptual", Perceptual)
+    register("loss", "mef_ssim", MEFSSIMLoss)
+    register("dataset", "exposure_errors", ExposureErrorsDataset)
+    register("dataset", "brackets", BracketsDataset)
