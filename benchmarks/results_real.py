@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from fusionkit.evaluation.bench import run_bench
-from fusionkit.evaluation.pictures import image_grid
 from fusionkit.evaluation.report import table_rows
 from fusionkit.runs.checkpoint import read_recipe
 
@@ -33,7 +32,7 @@ SETS = (
 )
 METHODS = ["mertens", "mean"]
 GRID_SCENES = 3
-GRID_TILE = 240  # longer side of each picture in the committed grid, in pixels
+GRID_WIDTH = 1400  # pixels across the committed picture
 
 
 def data_root(given: str | None) -> Path:
@@ -65,6 +64,17 @@ def training_summary(label: str, run: Path) -> str:
     return f"| {label} | `{run}` | {options} | {finished - started:.0f} |"
 
 
+def stack_pictures(pictures: list[np.ndarray]) -> np.ndarray:
+    """The bench grids of each set, one under the other at GRID_WIDTH pixels wide (a light committed figure)."""
+    resized = []
+    for picture in pictures:
+        image = torch.from_numpy(picture).permute(2, 0, 1)[None].float()
+        height = round(image.shape[-2] * GRID_WIDTH / image.shape[-1])
+        small = torch.nn.functional.interpolate(image, size=(height, GRID_WIDTH), mode="area")[0]
+        resized.append(small.round().clamp(0, 255).byte().permute(1, 2, 0).numpy())
+    return np.concatenate(resized, axis=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", default=[], help="LABEL=RUN_FOLDER of a trained student (repeatable)")
@@ -90,13 +100,8 @@ def main() -> None:
         sections += [f"## {name}: {what}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         sections += ["| " + " | ".join(r) + " |" for r in rows] + [""]
         pictures.append(iio.imread(grid_file))
-    figure = np.concatenate([p[:, : min(q.shape[1] for q in pictures)] for p in pictures], axis=0)
-    tiles = torch.from_numpy(figure).permute(2, 0, 1).float() / 255
-    scale = GRID_TILE * (2 + len(METHODS) + len(runs) + 1) / tiles.shape[-1]
-    size = [round(tiles.shape[-2] * min(scale, 1)), round(tiles.shape[-1] * min(scale, 1))]
-    small_figure = torch.nn.functional.interpolate(tiles[None], size=size, mode="area")[0]
     Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(args.grid, image_grid([[small_figure]], pad=0), quality=88)
+    iio.imwrite(args.grid, stack_pictures(pictures), quality=85)
 
     cpu = figures[SETS[0][0]]["machine"]["cpu"]
     lines = [

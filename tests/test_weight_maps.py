@@ -103,3 +103,19 @@ def test_blend_options_are_checked():
         WeightBlend(mode="soft")
     with pytest.raises(fusionkit.FusionkitError, match="blend prior"):
         WeightBlend(prior="dark")
+
+
+def test_fine_levels_leave_the_tones_to_the_prior():
+    """With fine_levels=0 the learned logits choose nothing and the blend is Mertens'; with every level
+    fine it is the plain blend; in between, the logits change detail but not the coarse tones."""
+    x = exposures(k=2, h=64, w=64)
+    logits = torch.zeros(2, 2, 64, 64)
+    logits[:, 0] = 6.0
+    mertens = fusionkit.create("method", "mertens")(x)
+    assert torch.allclose(WeightBlend(fine_levels=0)(x, logits), mertens, atol=1e-5)
+    assert torch.allclose(WeightBlend(fine_levels=99)(x, logits), WeightBlend()(x, logits), atol=1e-6)
+    low = lambda image: torch.nn.functional.avg_pool2d(image, 16)  # noqa: E731
+    detail_only = WeightBlend(fine_levels=2)(x, logits)
+    assert (low(detail_only) - low(mertens)).abs().max() < (low(WeightBlend()(x, logits)) - low(mertens)).abs().max() / 4
+    with pytest.raises(fusionkit.FusionkitError, match="fine_levels"):
+        WeightBlend(mode="direct", fine_levels=2)

@@ -52,19 +52,27 @@ def pyramid_levels(height: int, width: int) -> int:
     return int(math.log2(min(height, width)))
 
 
-def pyramid_blend(exposures: Tensor, weights: Tensor, levels: int | None = None) -> Tensor:
+def pyramid_blend(
+    exposures: Tensor, weights: Tensor, levels: int | None = None, coarse_weights: Tensor | None = None, fine_levels: int = 0
+) -> Tensor:
     """Blend (N, K, C, H, W) exposures with (N, K, 1, H, W) normalised weights in a Laplacian pyramid.
 
     Each exposure's detail at each scale is weighted by the Gaussian pyramid of its weights, so
     seams between regions taken from different exposures vanish (Burt & Adelson; Mertens et al.).
+    With ``coarse_weights``, only the ``fine_levels`` finest levels use ``weights``; the coarser ones
+    and the base, which set the picture's tones, use ``coarse_weights``.
     """
     levels = pyramid_levels(*exposures.shape[-2:]) if levels is None else levels
+    coarse = coarse_weights is not None
     images, details = exposures, []
-    for _ in range(levels):
-        smaller, weights_smaller = pyr_down(images), pyr_down(weights)
-        details.append(((images - pyr_up(smaller, images.shape[-2:])) * weights).sum(dim=1))
-        images, weights = smaller, weights_smaller
-    fused = (images * weights).sum(dim=1)
+    for level in range(levels):
+        level_weights = coarse_weights if coarse and level >= fine_levels else weights
+        smaller = pyr_down(images)
+        details.append(((images - pyr_up(smaller, images.shape[-2:])) * level_weights).sum(dim=1))
+        images, weights = smaller, pyr_down(weights)
+        if coarse:
+            coarse_weights = pyr_down(coarse_weights)
+    fused = (images * (coarse_weights if coarse and levels >= fine_levels else weights)).sum(dim=1)
     for detail in reversed(details):
         fused = detail + pyr_up(fused, detail.shape[-2:])
     return fused
@@ -77,30 +85,43 @@ class WeightBlend(nn.Module):
     starts at zero starts as exactly the ``mertens`` method and learns corrections to it;
     ``keep_balance`` centres each exposure's logits over the image, so the prior keeps setting how
     much each exposure contributes overall and training only redistributes it from place to place;
-    ``mode="pyramid"`` blends in a Laplacian pyramid, ``"direct"`` per pixel.
+    ``fine_levels=n`` lets the learned weights choose the detail of the n finest pyramid levels only,
+    the prior's weights the coarser levels and so the tones; ``mode="pyramid"`` blends in a Laplacian
+    pyramid, ``"direct"`` per pixel.
     """
 
-    def __init__(self, mode: str = "pyramid", prior: str = "mertens", levels: int | None = None, keep_balance: bool = False) -> None:
+    def __init__(
+        self, mode: str = "pyramid", prior: str = "mertens", levels: int | None = None, keep_balance: bool = False,
+        fine_levels: int | None = None,
+    ) -> None:
         super().__init__()
         if mode not in BLEND_MODES:
             raise ComponentOptionError(f"blend mode must be one of {', '.join(BLEND_MODES)}; got {mode!r}")
         if prior not in PRIORS:
             raise ComponentOptionError(f"blend prior must be one of {', '.join(PRIORS)}; got {prior!r}")
-        self.mode, self.prior, self.levels, self.keep_balance = mode, prior, levels, keep_balance
+        if fine_levels is not None and (mode != "pyramid" or prior != "mertens"):
+            raise ComponentOptionError(
+                "fine_levels keeps the prior's tones: it needs blend mode 'pyramid' and prior 'mertens' "
+                "(pass fine_levels=null to let the learned weights choose every level)"
+            )
+        self.mode, self.prior, self.levels, self.keep_balance, self.fine_levels = mode, prior, levels, keep_balance, fine_levels
 
-    def weights(self, exposures: Tensor, logits: Tensor) -> Tensor:
-        """Weights (N, K, 1, H, W) that sum to one over the exposures."""
+    def weights(self, exposures: Tensor, logits: Tensor, prior: Tensor | None = None) -> Tensor:
+        """Weights (N, K, 1, H, W) that sum to one over the exposures (``prior``: Mertens' weights, if known)."""
         logits = logits.float()[:, :, None]
         if self.keep_balance:
             logits = logits - logits.mean(dim=(-2, -1), keepdim=True)
         if self.prior == "mertens":
-            logits = logits + mertens_weights(exposures).log()
+            logits = logits + (prior if prior is not None else mertens_weights(exposures)).log()
         return torch.softmax(logits, dim=1)
 
     def forward(self, exposures: Tensor, logits: Tensor) -> Tensor:
         images = exposures.float()
-        weights = self.weights(images, logits)
+        prior = mertens_weights(images) if self.prior == "mertens" else None
+        weights = self.weights(images, logits, prior)
         if self.mode == "direct":
             return (images * weights).sum(dim=1).clamp(0, 1)
+        if self.fine_levels is not None:
+            return pyramid_blend(images, weights, self.levels, prior, self.fine_levels).clamp(0, 1)
         return pyramid_blend(images, weights, self.levels).clamp(0, 1)
 

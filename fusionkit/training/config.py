@@ -19,7 +19,7 @@ else:  # pragma: no cover
 
 
 #: The student's loss terms and weights by default (the paper's: ``l1=2 distill=1 perceptual=1 mef_ssim=0``).
-DEFAULT_LOSSES = {"l1": 1.0, "distill": 1.0, "perceptual": 1.0, "mef_ssim": 1.0}
+DEFAULT_LOSSES = {"l1": 0.0, "distill": 1.0, "perceptual": 1.0, "mef_ssim": 1.0}
 #: Options merged key by key over the layers (file, command line) instead of replaced whole.
 MERGED = ("losses",)
 

@@ -1,0 +1,41 @@
+"""Regenerate the command sections of docs/cli.md from the commands' own --help (the text above the
+first command section, such as the guarantees, is kept as written).
+
+    python benchmarks/cli_reference.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from fusionkit.cli.main import cli
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+MARKER = "## fusionkit "
+
+
+def commands(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    """Every command path under ``group``, the group itself first."""
+    found = [prefix]
+    for name in sorted(group.commands):
+        command = group.commands[name]
+        found += commands(command, prefix + [name]) if isinstance(command, click.Group) else [prefix + [name]]
+    return found
+
+
+def section(path: list[str]) -> str:
+    result = CliRunner().invoke(cli, [*path, "--help"], terminal_width=100)
+    return f"## fusionkit {' '.join(path)}\n\n```\n{result.output.rstrip()}\n```\n"
+
+
+def main() -> None:
+    head = DOC.read_text().split(MARKER, 1)[0]
+    DOC.write_text(head + "\n".join(section(path) for path in commands(cli, [])))
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
