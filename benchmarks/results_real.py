@@ -64,6 +64,20 @@ def training_summary(label: str, run: Path) -> str:
     return f"| {label} | `{run}` | {options} | {finished - started:.0f} |"
 
 
+def margins(figures: dict, runs: list[str]) -> list[str]:
+    """Each run's lead (or lag) over mertens in every column, one line per run and set."""
+    lines = []
+    for name, report in figures.items():
+        by_label = {m["label"]: m["quality"]["extremes"] for m in report["models"]}
+        reference = by_label["mertens"]
+        for label in runs:
+            deltas = ", ".join(
+                f"{k.upper().replace('_', '-')} {by_label[label][k] - reference[k]:+.4f}" for k in reference if k != "pairs"
+            )
+            lines.append(f"- {name}, {label} minus mertens: {deltas}")
+    return lines
+
+
 def stack_pictures(pictures: list[np.ndarray]) -> np.ndarray:
     """The bench grids of each set, one under the other at GRID_WIDTH pixels wide (a light committed figure)."""
     resized = []
@@ -119,10 +133,14 @@ def main() -> None:
         *[training_summary(label, run) for label, run in runs],
         "",
         *sections,
+        "## Against mertens",
+        "",
+        *margins(figures, [label for label, _ in runs]),
+        "",
         f"![real scenes: inputs, {', '.join(METHODS)}, each run]({Path(args.grid).relative_to(Path(args.out).parent)})",
         "",
         "Rows of the picture: the first scenes of brackets/test, then of sice/test (the last column is SICE's reference).",
-        f"Columns: darkest and brightest exposure, {', '.join(METHODS)}, then each run in the order of the tables.",
+        f"Columns: darkest and brightest exposure, each run, then {', '.join(METHODS)}, in the order of the tables.",
         "",
     ]
     Path(args.out).write_text("\n".join(lines))
