@@ -1,11 +1,13 @@
 """Regenerate the command sections of docs/cli.md from the commands' own --help (the text above the
 first command section, such as the guarantees, is kept as written).
 
-    python benchmarks/cli_reference.py
+    python benchmarks/cli_reference.py            # rewrite it
+    python benchmarks/cli_reference.py --check    # exit 1 if it is stale
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -32,8 +34,11 @@ def section(path: list[str]) -> str:
 
 
 def main() -> None:
-    head = DOC.read_text().split(MARKER, 1)[0]
-    DOC.write_text(head + "\n".join(section(path) for path in commands(cli, [])))
+    written = DOC.read_text()
+    expected = written.split(MARKER, 1)[0] + "\n".join(section(path) for path in commands(cli, []))
+    if "--check" in sys.argv[1:]:
+        sys.exit(0 if written == expected else f"{DOC} is stale: run python benchmarks/cli_reference.py")
+    DOC.write_text(expected)
     print(f"wrote {DOC}")
 
 
