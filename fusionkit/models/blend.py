@@ -121,7 +121,6 @@ class WeightBlend(nn.Module):
         weights = self.weights(images, logits, prior)
         if self.mode == "direct":
             return (images * weights).sum(dim=1).clamp(0, 1)
-        if self.fine_levels is not None:
-            return pyramid_blend(images, weights, self.levels, prior, self.fine_levels).clamp(0, 1)
-        return pyramid_blend(images, weights, self.levels).clamp(0, 1)
+        coarse = prior if self.fine_levels is not None else None  # the prior keeps the coarse levels
+        return pyramid_blend(images, weights, self.levels, coarse, self.fine_levels or 0).clamp(0, 1)
 
