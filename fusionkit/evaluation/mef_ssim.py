@@ -31,6 +31,11 @@ MATLAB_EPS = 2.220446049250313e-16
 CONTRAST_OFFSET = 1e-3
 #: Cap on the exponent p = tan(pi/2 * R); 10 already acts as taking the maximum-contrast exposure.
 MAX_EXPONENT = 10.0
+#: The authors' defaults: 11-px windows over three scales, weighted as in ``mef_ms_ssim``.
+WINDOW = 11
+SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)
+#: The shortest side those defaults fit: the third scale still holds one window.
+MIN_SIDE = WINDOW * 2 ** (len(SCALE_WEIGHTS) - 1)
 #: Standard deviation of the Gaussian window of the SSIM comparison (MATLAB ``fspecial('gaussian', 11, 1.5)``).
 GAUSSIAN_SIGMA = 1.5
 
@@ -52,9 +57,9 @@ def mef_ssim(
     exposures: torch.Tensor,
     *,
     k: float = 0.03,
-    window: int = 11,
-    scales: int = 3,
-    weights: tuple[float, ...] = (0.0448, 0.2856, 0.3001),
+    window: int = WINDOW,
+    scales: int = len(SCALE_WEIGHTS),
+    weights: tuple[float, ...] = SCALE_WEIGHTS,
     data_range: float = 255.0,
 ) -> torch.Tensor:
     """Multi-scale MEF-SSIM per image: fused (N, 1, H, W), exposures (N, K, 1, H, W), K >= 1, gray in

@@ -26,11 +26,13 @@ def build_metrics(names: list[str] | None) -> list[Metric]:
 def score(metrics: list[Metric], output: Tensor, exposures: Tensor, reference: Tensor | None, space: str) -> dict[str, float]:
     """Every metric that the data allows: full-reference ones (in ``space``) only where there is a reference."""
     scores = {}
+    if reference is not None:
+        output_in_space, reference_in_space = to_space(output, space), to_space(reference, space)
     for metric in metrics:
         if not metric.needs_reference:
             scores[metric.name] = float(metric(output, exposures).mean())
         elif reference is not None:
-            scores[metric.name] = float(metric(to_space(output, space), exposures, to_space(reference, space)).mean())
+            scores[metric.name] = float(metric(output_in_space, exposures, reference_in_space).mean())
     return scores
 
 

@@ -28,7 +28,7 @@ from .config import TrainConfig, make_config, read_config_file
 from ..data.errors import DatasetLayoutError
 from ..data.loader import build_loader
 from ..errors import FusionkitError, FusionkitWarning
-from ..evaluation.mef_ssim import mef_ssim_rgb
+from ..evaluation.mef_ssim import MIN_SIDE as MEF_SSIM_MIN_SIDE, mef_ssim_rgb
 from ..evaluation.metrics import psnr
 from ..inference.pipeline import fuse_with_model, fused_image, network_target, reconstruct_with_teacher, student_input
 from .runlog import StepLog, plot_loss_curves
@@ -37,10 +37,6 @@ from ..evaluation.pictures import save_grid
 #: Called after every optimiser step with (stage, step, loss terms); returning True stops the run
 #: as Ctrl-C would (a checkpoint is written first).
 StepCallback = Callable[[str, int, dict[str, float]], Any]
-
-
-#: MEF-SSIM's three scales of 11-px windows need images at least this large.
-MEF_SSIM_MIN_SIDE = 44
 
 
 class TrainingInterrupted(FusionkitError):
@@ -430,7 +426,7 @@ class Trainer:
             self.say(f"{stage_name}: no validation ({exc})")
             return {"val_pairs": 0}
         scores: dict[str, list[float]] = {"psnr": [], "mef_ssim": []}
-        rows = []
+        rows, images = [], 0
         for batch in loader:
             exposures = batch["inputs"].to(self.device)
             target = batch["target"].to(self.device) if batch["target"] is not None else None
@@ -442,17 +438,21 @@ class Trainer:
                 else:
                     output = fuse_with_model(model, exposures, color)
             output = output.float().clamp(0, 1)
+            scored = False
             if target is not None:
                 scores["psnr"].append(float(psnr(output, target).mean()))
+                scored = True
             if stage_name == "student" and min(output.shape[-2:]) >= MEF_SSIM_MIN_SIDE:
                 scores["mef_ssim"].append(float(mef_ssim_rgb(output, exposures).mean()))
+                scored = True
+            images += scored
             if len(rows) < self.config.grid_pairs:
                 reference = [target[0]] if target is not None else []
                 rows.append([*exposures[0], output[0], *reference] if stage_name == "student" else [target[0], output[0]])
         if rows:
             save_grid(self.run_dir / f"{stage_name}_validation.png", rows)
         result = {f"val_{name}": sum(v) / len(v) if v else None for name, v in scores.items()}
-        result["val_pairs"] = len(rows) and max(len(v) for v in scores.values())
+        result["val_pairs"] = images
         said = ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in result.items() if k != "val_pairs" and v is not None)
         if said:
             self.say(f"{stage_name}: validation {said} over {result['val_pairs']} images")

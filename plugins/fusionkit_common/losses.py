@@ -12,14 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from fusionkit.errors import ComponentOptionError
-from fusionkit.evaluation.mef_ssim import mef_ssim
+from fusionkit.evaluation.mef_ssim import SCALE_WEIGHTS, WINDOW, mef_ssim
+from fusionkit.models.blend import GRAY
 from fusionkit.training.perceptual import build_perceptual_loss
 
-#: BT.601 luma, the grey image MEF-SSIM is usually computed on.
-_LUMA = (0.299, 0.587, 0.114)
-#: MEF-SSIM's window and per-scale weights (Ma et al. 2015).
-WINDOW = 11
-SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)
 
 
 class L1Reconstruction(nn.Module):
@@ -66,7 +62,7 @@ class MEFSSIMLoss(nn.Module):
     def forward(self, fused: Tensor, exposures: Tensor, reference: Tensor | None) -> Tensor:
         fused, exposures = fused.float(), exposures.float()
         if self.space == "luma":
-            luma = torch.tensor(_LUMA, device=fused.device).view(3, 1, 1)
+            luma = torch.tensor(GRAY, device=fused.device).view(3, 1, 1)
             f, x = (fused * luma).sum(-3, keepdim=True), (exposures * luma).sum(-3, keepdim=True)
         else:
             f, x = fused.flatten(0, 1)[:, None], exposures.transpose(1, 2).flatten(0, 1)[:, :, None]
