@@ -15,37 +15,57 @@ from ..runs.checkpoint import load_model
 from ..data.atomic import check_writable
 from ..data.io import read_image, write_image
 from .device import pick_device
+from .hardware import PRECISIONS, pick_precision, set_threads
 from ..errors import FusionkitError
 from .pipeline import fuse_with_model
 from .tiling import check_tiling
 from ..runs.folders import checkpoints_in, default_student
 
 
+#: Long side, in pixels, at which a weight-map student looks at the photos (see ``fuse_at_work_size``).
+DEFAULT_WORK_SIZE = 1024
+
+
 def read_exposures(paths: list[Path]) -> torch.Tensor:
-    """Read the exposures into (1, K, 3, H, W); sizes must match (the error names both files)."""
+    """Read the exposures into (1, K, 3, H, W); sizes must match (the error names both files).
+
+    Each photo is decoded straight into its slot, so a 24-megapixel bracket is never held twice.
+    """
     if len(paths) < 2:
         raise FusionkitError("fuse needs at least two exposures of the same scene")
-    images = [read_image(p) for p in paths]
-    for path, image in zip(paths[1:], images[1:]):
-        if image.shape != images[0].shape:
+    first = read_image(paths[0])
+    exposures = first.new_empty((1, len(paths), *first.shape))
+    exposures[0, 0] = first
+    del first
+    for k, path in enumerate(paths[1:], start=1):
+        image = read_image(path)
+        if image.shape != exposures.shape[2:]:
             raise FusionkitError(
-                f"exposures differ in size: {paths[0]} is {images[0].shape[2]}x{images[0].shape[1]}, "
+                f"exposures differ in size: {paths[0]} is {exposures.shape[-1]}x{exposures.shape[-2]}, "
                 f"{path} is {image.shape[2]}x{image.shape[1]}"
             )
-    return torch.stack(images)[None]
+        exposures[0, k] = image
+    return exposures
 
 
 def fuse_files(
     inputs: list[Path], output: Path, *, checkpoint: Path | None = None, method: str | None = None,
     tile: int | None = None, overlap: int = 64, bits: int = 8, device: str = "auto",
+    work_size: int | None = DEFAULT_WORK_SIZE, precision: str = "auto", threads: int | None = None,
 ) -> Path:
     """Fuse ``inputs`` into ``output``; by default with the latest trained run's student.
 
     Everything that can be checked without the pixels is checked before the photos are read, and
     ``output`` is written atomically, so a failed or interrupted call leaves no file changed.
+    A weight-map student runs at ``work_size`` (long side; ``None``: full resolution) unless tiled.
     """
     inputs, output = [Path(p) for p in inputs], Path(output)
     check_request(inputs, output, checkpoint=checkpoint, method=method, tile=tile, bits=bits)
+    if work_size is not None and work_size < 16:
+        raise FusionkitError(f"--work-size {work_size}: give 16 pixels or more, or 0 for full resolution")
+    if precision not in PRECISIONS:
+        raise FusionkitError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
+    set_threads(threads)
     dev = pick_device(device)
     if method is not None:
         model, color = training_free_method(method), "rgb"
@@ -59,7 +79,9 @@ def fuse_files(
         if method is not None:
             fused = model(exposures).clamp(0, 1)
         else:
-            fused = fuse_with_model(model, exposures, color, tile=tile, overlap=overlap)
+            chosen = pick_precision(model, dev, exposures.shape[1] * (1 if color == "y" else 3), precision)
+            fused = fuse_with_model(model, exposures, color, tile=tile, overlap=overlap,
+                                    work_size=None if tile is not None else work_size, precision=chosen)
     return write_image(output, fused[0].cpu(), bits=bits)
 
 

@@ -6,12 +6,19 @@ In ``y`` colour mode the network fuses luma only and chroma is fused by DeepFuse
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.transforms import fuse_chroma, from_network_range, rgb_to_ycbcr, std_normalize, to_network_range, ycbcr_to_rgb
 from ..errors import FusionkitError
+from ..models.blend import GRAY
 from ..models.fusionnet import pad_to_multiple
+from .guided import guided_upsample
+from .hardware import Precision
 from .tiling import tiled_apply
 
 def to_model_space(images: Tensor, color: str) -> Tensor:
@@ -52,26 +59,70 @@ def fused_image(model: nn.Module, output: Tensor, exposures: Tensor, color: str)
 
 @torch.no_grad()
 def fuse_with_model(
-    model: nn.Module, exposures: Tensor, color: str = "rgb", tile: int | None = None, overlap: int = 64
+    model: nn.Module, exposures: Tensor, color: str = "rgb", tile: int | None = None, overlap: int = 64,
+    work_size: int | None = None, precision: Precision | None = None,
 ) -> Tensor:
     """Fuse (N, K, 3, H, W) exposures of any size with a trained student; returns RGB in [0, 1].
 
     Pads to the network's multiple and crops back. With ``tile``, the (globally normalised) input
     runs in overlapping tiles blended with linear ramps, bounding memory on large photos; a
-    weight-map network's logits are tiled that way and the exposures blended whole.
+    weight-map network's logits are tiled that way and the exposures blended whole. With
+    ``work_size``, a weight-map network sees the photos scaled to that long side instead (see
+    :func:`fuse_at_work_size`); students that regress pixels always run at full resolution.
+    ``precision`` sets the network's autocast dtype and memory layout; blending stays float32.
     """
     h, w = exposures.shape[-2:]
     if getattr(model, "num_inputs", None) not in (None, exposures.shape[1]):
         raise FusionkitError(f"this model fuses {model.num_inputs} exposures, got {exposures.shape[1]}")
+    if work_size is not None and getattr(model, "produces", "image") == "weights" and max(h, w) > work_size:
+        return fuse_at_work_size(model, exposures, color, work_size, precision)
     multiple = getattr(model, "multiple_of", 1)
     padded, _ = pad_to_multiple(exposures.flatten(0, 1), multiple)
     padded = padded.reshape(*exposures.shape[:3], *padded.shape[-2:])
     net_input = student_input(padded, color)
-    if tile is not None:
-        output = tiled_apply(model, net_input, tile, overlap, multiple)
-    else:
-        output = model(net_input)
+    with _precision(precision, net_input) as net_input:
+        output = tiled_apply(model, net_input, tile, overlap, multiple) if tile is not None else model(net_input)
     return fused_image(model, output, padded, color)[..., :h, :w]
+
+
+@torch.no_grad()
+def fuse_at_work_size(
+    model: nn.Module, exposures: Tensor, color: str, work_size: int, precision: Precision | None = None
+) -> Tensor:
+    """A weight-map student at any resolution: the network at ``work_size``, the blend at full resolution.
+
+    The network sees the exposures scaled (antialiased) to a long side of ``work_size``; its logits
+    come back to full resolution by the fast guided filter, guided by each exposure's luma, and the
+    photographs themselves are blended, so cost hardly grows with megapixels (MEF-Net's scheme).
+    """
+    h, w = exposures.shape[-2:]
+    scale = work_size / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = F.interpolate(exposures.flatten(0, 1).float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    small = small.clamp_(0, 1).unflatten(0, exposures.shape[:2])
+    multiple = getattr(model, "multiple_of", 1)
+    padded, _ = pad_to_multiple(small.flatten(0, 1), multiple)
+    with _precision(precision, student_input(padded.unflatten(0, exposures.shape[:2]), color)) as net_input:
+        logits = model(net_input)[..., : size[0], : size[1]].float()
+    logits = guided_upsample(logits, luma(small), luma(exposures))
+    return model.fuse(exposures, logits)
+
+
+@contextlib.contextmanager
+def _precision(precision: Precision | None, net_input: Tensor) -> Iterator[Tensor]:
+    """Autocast and lay out the network's input as ``precision`` says, for the forward pass only."""
+    if precision is None:
+        yield net_input
+        return
+    layout = torch.channels_last if precision.channels_last else torch.contiguous_format
+    with precision.autocast(net_input.device):
+        yield net_input.contiguous(memory_format=layout)
+
+
+def luma(images: Tensor) -> Tensor:
+    """(N, K, 3, H, W) RGB -> (N, K, H, W) BT.601 luma, the guide for each exposure's weights."""
+    r, g, b = images.float().unbind(dim=2)
+    return (r * GRAY[0]).add_(g, alpha=GRAY[1]).add_(b, alpha=GRAY[2])
 
 
 @torch.no_grad()

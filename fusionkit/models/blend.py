@@ -31,20 +31,37 @@ def mertens_weights(
 
     Follows OpenCV's MergeMertens: Laplacian contrast of the grey image, saturation as the root of
     the summed squared deviations from the pixel's mean, Gaussian well-exposedness (OpenCV's default
-    weight for it is 0), each raised to its weight, multiplied, plus 1e-12.
+    weight for it is 0), each raised to its weight, multiplied, plus 1e-12. Computed one exposure at
+    a time, so a 24-megapixel bracket needs little memory beyond the weights themselves.
     """
-    gray = sum(w * exposures[:, :, c : c + 1] for c, w in enumerate(GRAY))
-    # The mean is (r + g + b) * (1/3) in float32: on grey pixels that rounding decides whether the
-    # saturation is exactly 0, as in OpenCV, so it is kept as is.
-    r, g, b = exposures.split(1, dim=2)
-    deviation = exposures - (r + g + b) * (1 / 3)
-    measures = (
-        (laplacian(gray).abs(), contrast),
-        (deviation.square().sum(dim=2, keepdim=True).sqrt(), saturation),
-        (torch.exp(-(exposures - 0.5).square() / (2 * EXPOSEDNESS_SIGMA**2)).prod(dim=2, keepdim=True), exposedness),
-    )
-    weights = math.prod((m.pow(p) for m, p in measures if p != 0), start=torch.ones_like(gray)) + 1e-12
+    weights = torch.stack([_quality(exposures[:, k], contrast, saturation, exposedness) for k in range(exposures.shape[1])], 1)
     return weights / weights.sum(dim=1, keepdim=True)
+
+
+def _quality(image: Tensor, contrast: float, saturation: float, exposedness: float) -> Tensor:
+    """Mertens' unnormalised weight (N, 1, H, W) of one exposure (N, 3, H, W), in as few passes as it takes."""
+    r, g, b = image.split(1, dim=1)
+    weight = None
+    if contrast != 0:
+        gray = (r * GRAY[0]).add_(g, alpha=GRAY[1]).add_(b, alpha=GRAY[2])
+        weight = _raised(laplacian(gray).abs_(), contrast)
+    if saturation != 0:
+        # The mean is (r + g + b) * (1/3) in float32: on grey pixels that rounding decides whether the
+        # saturation is exactly 0, as in OpenCV, so it is kept as is.
+        deviation = image - torch.add(r, g).add_(b).mul_(1 / 3)
+        weight = _times(weight, _raised(deviation.square_().sum(dim=1, keepdim=True).sqrt_(), saturation))
+    if exposedness != 0:
+        well_exposed = (image - 0.5).square_().mul_(-1 / (2 * EXPOSEDNESS_SIGMA**2)).exp_().prod(dim=1, keepdim=True)
+        weight = _times(weight, _raised(well_exposed, exposedness))
+    return torch.ones_like(r).add_(1e-12) if weight is None else weight.add_(1e-12)
+
+
+def _raised(measure: Tensor, power: float) -> Tensor:
+    return measure if power == 1 else measure.pow_(power)
+
+
+def _times(weight: Tensor | None, measure: Tensor) -> Tensor:
+    return measure if weight is None else weight.mul_(measure)
 
 
 def pyramid_levels(height: int, width: int) -> int:
@@ -60,22 +77,44 @@ def pyramid_blend(
     Each exposure's detail at each scale is weighted by the Gaussian pyramid of its weights, so
     seams between regions taken from different exposures vanish (Burt & Adelson; Mertens et al.).
     With ``coarse_weights``, only the ``fine_levels`` finest levels use ``weights``; the coarser ones
-    and the base, which set the picture's tones, use ``coarse_weights``.
+    and the base, which set the picture's tones, use ``coarse_weights``. Exposures are decomposed
+    one at a time into a running sum of weighted pyramids, so memory grows with one exposure, not K.
     """
     levels = pyramid_levels(*exposures.shape[-2:]) if levels is None else levels
-    coarse = coarse_weights is not None
-    images, details = exposures, []
-    for level in range(levels):
-        level_weights = coarse_weights if coarse and level >= fine_levels else weights
-        smaller = pyr_down(images)
-        details.append(((images - pyr_up(smaller, images.shape[-2:])) * level_weights).sum(dim=1))
-        images, weights = smaller, pyr_down(weights)
-        if coarse:
-            coarse_weights = pyr_down(coarse_weights)
-    fused = (images * (coarse_weights if coarse and levels >= fine_levels else weights)).sum(dim=1)
-    for detail in reversed(details):
-        fused = detail + pyr_up(fused, detail.shape[-2:])
+    bands: list[Tensor] = []
+    for k in range(exposures.shape[1]):
+        coarse = None if coarse_weights is None else coarse_weights[:, k]
+        _add_weighted_pyramid(bands, exposures[:, k], weights[:, k], coarse, levels, fine_levels)
+    fused = bands.pop()
+    for detail in reversed(bands):
+        fused = pyr_up(fused, detail.shape[-2:]).add_(detail)
     return fused
+
+
+def _add_weighted_pyramid(
+    bands: list[Tensor], image: Tensor, weight: Tensor, coarse: Tensor | None, levels: int, fine_levels: int
+) -> None:
+    """Add one exposure's Laplacian pyramid, weighted by its weights' Gaussian pyramid, into ``bands``."""
+    in_place = not (torch.is_grad_enabled() and (weight.requires_grad or image.requires_grad))
+    for level in range(levels + 1):
+        level_weight = weight if coarse is None or level < fine_levels else coarse
+        if level < levels:
+            smaller = pyr_down(image)
+            upsampled = pyr_up(smaller, image.shape[-2:])
+            detail = upsampled.neg_().add_(image) if in_place else image - upsampled
+            if coarse is None or level + 1 < fine_levels:  # past fine_levels only the coarse weights are used
+                weight = pyr_down(weight)
+            if coarse is not None:
+                coarse = pyr_down(coarse)
+            image = smaller
+        else:
+            detail = image
+        if len(bands) <= level:
+            bands.append(detail.mul_(level_weight) if in_place and detail is not image else detail * level_weight)
+        elif in_place:
+            bands[level].addcmul_(detail, level_weight)
+        else:
+            bands[level] = bands[level].addcmul(detail, level_weight)
 
 
 class WeightBlend(nn.Module):

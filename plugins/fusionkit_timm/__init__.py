@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from functools import partial
 
-from timm.layers import create_attn
-
 from fusionkit import hookimpl
 from fusionkit.errors import ComponentOptionError
 
@@ -30,7 +28,13 @@ TIMM_ATTENTION = {
 
 
 def timm_attention(timm_name: str, channels: int, **options):
-    """Build timm's attention block ``timm_name`` for ``channels`` (options go to timm)."""
+    """Build timm's attention block ``timm_name`` for ``channels`` (options go to timm).
+
+    timm is imported here, not when the plugin loads: importing it takes about a second (it pulls
+    in torchvision), which every command would otherwise pay.
+    """
+    from timm.layers import create_attn
+
     try:
         return create_attn(timm_name, channels, **options)
     except TypeError as exc:  # timm reports a misspelt option as a plain TypeError

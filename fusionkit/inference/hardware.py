@@ -1,0 +1,169 @@
+"""Fit inference to the machine: threads, huge pages, and the dtype and memory layout it runs fastest.
+
+bf16 is used only where the hardware computes it natively and a short measurement shows it is
+faster: on a CPU without AVX-512 BF16 or AMX, bf16 autocast is several times slower than float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import FusionkitError
+
+#: Side of the probe image the CPU settings are timed on: large enough to be representative, small
+#: enough that trying every candidate costs a fraction of a second.
+PROBE_SIDE = 128
+
+
+def use_huge_pages() -> None:
+    """Ask torch to back large CPU tensors with transparent huge pages, unless the user chose.
+
+    Each new 300 MB buffer of a 24-megapixel image otherwise costs tens of thousands of page
+    faults, which take longer than the arithmetic done on it; torch reads this when it first
+    allocates, so it is set before any tensor is made.
+    """
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` intra-op threads (``None``: torch's default, one per physical core); returns the count."""
+    if threads is not None:
+        if threads < 1:
+            raise FusionkitError(f"--threads {threads}: give 1 or more")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def cpu_description() -> str:
+    """The CPU's model and the vector extensions torch can use on it, for speed reports."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}; {', '.join(cpu_features()) or 'no AVX'}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def cpu_features() -> list[str]:
+    """Which of AVX2, AVX-512, AVX-512 BF16 and AMX this CPU has, as torch sees them."""
+    checks = {"AVX2": "_is_avx2_supported", "AVX-512": "_is_avx512_supported",
+              "AVX-512 BF16": "_is_avx512_bf16_supported", "AMX": "_is_amx_tile_supported"}
+    return [name for name, check in checks.items() if getattr(torch.cpu, check, lambda: False)()]
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware (CUDA with bf16 support, AVX-512 BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(feature in cpu_features() for feature in ("AVX-512 BF16", "AMX"))
+    return False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a network runs: autocast dtype (``None``: float32) and whether in channels_last layout."""
+
+    dtype: torch.dtype | None
+    channels_last: bool
+    reason: str
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def pick_precision(model: nn.Module, device: torch.device, channels: int, requested: str = "auto") -> Precision:
+    """The fastest safe way to run ``model`` here (``requested``: ``auto``, or force ``fp32`` / ``bf16``).
+
+    CUDA: bf16 autocast where supported, channels_last. CPU: float32 in either layout, plus bf16 if
+    the CPU has it natively, each timed on a small probe input of ``channels`` channels; the
+    verdict is remembered per CPU, torch version and network in the user's cache folder.
+    """
+    if requested not in PRECISIONS:
+        raise FusionkitError(f"--precision {requested}: use one of {', '.join(PRECISIONS)}")
+    if requested == "fp32":
+        return Precision(None, device.type == "cuda", "float32, as asked")
+    if requested == "bf16":
+        if device.type == "cpu" and not has_native_bf16(device):
+            warnings.warn("this CPU has no native bf16 (AVX-512 BF16 or AMX): bf16 will be slower than float32")
+        return Precision(torch.bfloat16, device.type in ("cuda", "cpu"), "bf16, as asked")
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        return Precision(torch.bfloat16 if bf16 else None, True, "CUDA" + (" with bf16" if bf16 else ""))
+    if device.type != "cpu":
+        return Precision(None, False, f"{device.type}: float32")
+    candidates = [Precision(None, False, "float32"), Precision(None, True, "float32 channels_last")]
+    if has_native_bf16(device):
+        candidates.append(Precision(torch.bfloat16, True, "bf16 channels_last"))
+    key = f"{cpu_description()} | {_signature(model)} | {channels} channels"
+    remembered = _read_cache().get(key)
+    if remembered in [c.reason for c in candidates]:
+        best = next(c for c in candidates if c.reason == remembered)
+        return Precision(best.dtype, best.channels_last, f"{best.reason}: fastest here when last measured")
+    probe = torch.rand(1, channels, PROBE_SIDE, PROBE_SIDE)
+    timings = {candidate: _time(model, probe, candidate, device) for candidate in candidates}
+    best = min(timings, key=timings.get)
+    _write_cache(key, best.reason)
+    return Precision(best.dtype, best.channels_last, f"{best.reason}: fastest on a {PROBE_SIDE}px probe")
+
+
+def cache_file() -> Path:
+    """Where measured choices are kept: ``$XDG_CACHE_HOME/fusionkit`` (default ``~/.cache/fusionkit``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fusionkit" / "precision.json"
+
+
+def _signature(model: nn.Module) -> str:
+    """What decides a network's speed profile: its class and its parameters' shapes."""
+    shapes = ",".join("x".join(map(str, p.shape)) for p in model.parameters())
+    return f"{type(model).__name__}:{hashlib.sha1(shapes.encode()).hexdigest()[:12]}"
+
+
+def _read_cache() -> dict[str, str]:
+    try:
+        data = json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(key: str, choice: str) -> None:
+    """Remember a choice; a cache that cannot be written only means measuring again next time."""
+    data = {**_read_cache(), key: choice}
+    try:
+        cache_file().parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file().with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, cache_file())
+    except OSError:
+        pass
+
+
+@torch.inference_mode()
+def _time(model: nn.Module, probe: torch.Tensor, precision: Precision, device: torch.device) -> float:
+    """One timed run after a warm-up (the layout change is undone afterwards)."""
+    precision.apply(model)
+    x = probe.to(memory_format=torch.channels_last) if precision.channels_last else probe
+    with precision.autocast(device):
+        model(x)
+        start = time.perf_counter()
+        model(x)
+        elapsed = time.perf_counter() - start
+    model.to(memory_format=torch.contiguous_format)
+    return elapsed
