@@ -23,7 +23,7 @@ from ..runs.folders import checkpoints_in, default_student
 
 
 #: Long side, in pixels, at which a weight-map student looks at the photos (see ``fuse_at_work_size``).
-DEFAULT_WORK_SIZE = 1024
+DEFAULT_WORK_SIZE = 512
 
 
 def read_exposures(paths: list[Path]) -> torch.Tensor:

@@ -150,9 +150,14 @@ class WeightBlend(nn.Module):
         logits = logits.float()[:, :, None]
         if self.keep_balance:
             logits = logits - logits.mean(dim=(-2, -1), keepdim=True)
-        if self.prior == "mertens":
-            logits = logits + (prior if prior is not None else mertens_weights(exposures)).log()
-        return torch.softmax(logits, dim=1)
+        if self.prior != "mertens":
+            return torch.softmax(logits, dim=1)
+        prior = prior if prior is not None else mertens_weights(exposures)
+        if torch.is_grad_enabled() and logits.requires_grad:
+            return torch.softmax(logits + prior.log(), dim=1)
+        # softmax(logits + log prior) = prior * exp(logits) / sum, in place: one full-resolution buffer.
+        weights = (logits - logits.amax(dim=1, keepdim=True)).exp_().mul_(prior)
+        return weights.div_(weights.sum(dim=1, keepdim=True))
 
     def forward(self, exposures: Tensor, logits: Tensor) -> Tensor:
         images = exposures.float()
