@@ -48,17 +48,29 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 
+#: Runs a command as a grandchild of a small process: Linux carries a process's peak-memory mark
+#: across fork and exec, so a child forked from this (large) process would report our own peak.
+LAUNCHER = """
+import os, sys, time
+report, *command = sys.argv[1:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(command[0], command)
+_, status, usage = os.wait4(pid, 0)
+open(report, "w").write(f"{time.perf_counter() - start} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(command: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak resident GB, stdout) of one child process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    stdout, stderr = process.stdout.read(), process.stderr.read()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{stderr}")
-    return wall, usage.ru_maxrss / 2**20, stdout
+    """(wall seconds, peak resident GB, stdout) of one command, in a fresh process."""
+    with tempfile.NamedTemporaryFile(suffix=".txt") as report:
+        result = subprocess.run([sys.executable, "-c", LAUNCHER, report.name, *command], capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
+        seconds, peak_kb = Path(report.name).read_text().split()
+    return float(seconds), int(peak_kb) / 2**20, result.stdout
 
 
 def make_inputs(folder: Path, source: list[Path]) -> dict[float, list[Path]]:
@@ -152,6 +164,33 @@ def cpu_benchmark(args: argparse.Namespace) -> dict:
             "runs": args.runs, "rows": rows}
 
 
+def quality_check(args: argparse.Namespace) -> dict:
+    """MEF-SSIM of the main job's student on brackets/test (darkest + brightest): fast path vs full resolution."""
+    import torch
+
+    import fusionkit
+    from fusionkit.data.io import read_image
+    from fusionkit.inference.fuse import DEFAULT_WORK_SIZE, trained_student
+    from fusionkit.inference.pipeline import fuse_with_model
+
+    shared = Path(os.environ.get("FUSIONKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+    scenes = sorted(p for p in (shared / "brackets" / "test").iterdir() if p.is_dir())
+    model, color = trained_student(args.main_run)
+    metric = fusionkit.create("metric", "mef_ssim")
+    scores: dict[str, list[float]] = {"full resolution": [], f"work size {DEFAULT_WORK_SIZE}": []}
+    with torch.inference_mode():
+        for scene in scenes:
+            files = sorted(scene.glob("*.jpg"))
+            exposures = torch.stack([read_image(files[0]), read_image(files[-1])])[None]
+            for (label, work_size) in zip(scores, (None, DEFAULT_WORK_SIZE)):
+                fused = fuse_with_model(model, exposures, color, work_size=work_size)
+                scores[label].append(metric((fused * 255).round() / 255, exposures).item())
+    means = {label: statistics.mean(values) for label, values in scores.items()}
+    worst = max(abs(a - b) for a, b in zip(*scores.values()))
+    print(f"MEF-SSIM on {len(scenes)} brackets/test scenes: {means}; largest per-scene difference {worst:.5f}")
+    return {"run": str(args.main_run), "scenes": len(scenes), "mean_mef_ssim": means, "largest_scene_difference": worst}
+
+
 def gpu_benchmark(args: argparse.Namespace) -> dict:
     from gpu_speed import gpu_figures
 
@@ -174,6 +213,13 @@ def render(results: dict) -> str:
             lines.append(f"| {r['what']} | {r['size']} ({r['megapixels']} MP) | {r['command_s']:.2f} s | {r['command_gb']:.2f} GB | "
                          f"{r['in_process_s']:.2f} s | {r['opencv_s']:.2f} s | {r['opencv_gb']:.2f} GB | {r['ratio']:.2f}x |")
         lines.append("")
+    quality = results.get("quality")
+    if quality:
+        (full, full_score), (fast, fast_score) = quality["mean_mef_ssim"].items()
+        lines += ["## Fast path against full resolution", "",
+                  f"MEF-SSIM of the main job's student (`{quality['run']}`) on the darkest and brightest exposure of the "
+                  f"{quality['scenes']} scenes of `brackets/test`: {full} {full_score:.5f}, {fast} {fast_score:.5f} "
+                  f"(difference {fast_score - full_score:+.5f}; largest per-scene difference {quality['largest_scene_difference']:.5f}).", ""]
     gpu = results.get("gpu")
     if gpu:
         lines += [f"## GPU: {gpu['device']}", "", gpu.get("note", ""), ""]
@@ -192,7 +238,11 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     json_path = args.out / "speed.json"
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
-    results["gpu" if args.gpu else "cpu"] = gpu_benchmark(args) if args.gpu else cpu_benchmark(args)
+    if args.gpu:
+        results["gpu"] = gpu_benchmark(args)
+    else:
+        results["quality"] = quality_check(args)
+        results["cpu"] = cpu_benchmark(args)
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "speed.md").write_text(render(results))
     print(f"wrote {args.out / 'speed.md'}")

@@ -13,6 +13,15 @@ def pytest_configure(config):
     )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_folder(tmp_path_factory):
+    """Measured choices (``fusionkit.inference.hardware``) go to a temporary cache, not the user's."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def restore_registry():
     """Let a test swap the process-wide registry (``set_registry``); the original comes back afterwards."""
