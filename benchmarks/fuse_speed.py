@@ -188,7 +188,7 @@ def quality_check(args: argparse.Namespace) -> dict:
     means = {label: statistics.mean(values) for label, values in scores.items()}
     worst = max(abs(a - b) for a, b in zip(*scores.values()))
     print(f"MEF-SSIM on {len(scenes)} brackets/test scenes: {means}; largest per-scene difference {worst:.5f}")
-    return {"run": str(args.main_run), "scenes": len(scenes), "mean_mef_ssim": means, "largest_scene_difference": worst}
+    return {"run": os.path.relpath(args.main_run, REPO), "scenes": len(scenes), "mean_mef_ssim": means, "largest_scene_difference": worst}
 
 
 def gpu_benchmark(args: argparse.Namespace) -> dict:
