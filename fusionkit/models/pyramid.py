@@ -49,11 +49,7 @@ def _down_along(x: torch.Tensor, dim: int) -> torch.Tensor:
     shape = list(x.shape)
     shape[dim] = inner + 2
     out = x.new_empty(shape)
-    taps = [_every_other(x, dim, offset, inner) for offset in range(5)]
-    body = torch.add(taps[0], taps[4], out=out.narrow(dim, 1, inner))
-    for tap, weight in zip(taps[1:4], _BINOMIAL[1:4]):
-        body.add_(tap, alpha=weight)
-    body.mul_(1 / 16)
+    _binomial_sum([_every_other(x, dim, offset, inner) for offset in range(5)], out=out.narrow(dim, 1, inner))
     out.narrow(dim, 0, 1).copy_(_down_padded(x.narrow(dim, 0, 3), dim).narrow(dim, 0, 1))
     out.narrow(dim, inner + 1, 1).copy_(_down_padded(x.narrow(dim, 2 * inner, n - 2 * inner), dim).narrow(dim, 1, 1))
     return out
@@ -63,11 +59,15 @@ def _down_padded(x: torch.Tensor, dim: int) -> torch.Tensor:
     """:func:`_down_along` by padding first: for short axes, border slices, and when gradients flow."""
     count = (x.shape[dim] + 1) // 2
     p = _padded(x, dim, 2, 2)
-    taps = [_every_other(p, dim, offset, count) for offset in range(5)]
-    out = torch.add(taps[0], taps[4])
+    return _binomial_sum([_every_other(p, dim, offset, count) for offset in range(5)])
+
+
+def _binomial_sum(taps: list[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """The five shifted views weighted by the binomial kernel, summed in place (into ``out`` if given)."""
+    total = torch.add(taps[0], taps[4]) if out is None else torch.add(taps[0], taps[4], out=out)
     for tap, weight in zip(taps[1:4], _BINOMIAL[1:4]):
-        out.add_(tap, alpha=weight)
-    return out.mul_(1 / 16)
+        total.add_(tap, alpha=weight)
+    return total.mul_(1 / 16)
 
 
 def pyr_down(x: torch.Tensor) -> torch.Tensor:
