@@ -1,7 +1,7 @@
 """GPU figures for docs/speed.md (run through ``benchmarks/fuse_speed.py --gpu`` on a CUDA machine).
 
 4K inference latency of each student preset's fast path (and the full-resolution path for
-comparison) and of mertens; training throughput and model FLOP utilisation of the student at
+comparison), of the tiled full-resolution path one tile or eight tiles per batch, and of mertens; training throughput and model FLOP utilisation of the student at
 256x256 crops, in float32 and with bf16 autocast + channels_last, with and without torch.compile.
 """
 
@@ -58,6 +58,11 @@ def inference_figures(device: torch.device, width: int) -> dict[str, str]:
             full = gpu_seconds(lambda: fuse_with_model(model, exposures, work_size=None, precision=bf16), runs=3)
             figures[f"{preset} (width {width}), 3840x2160 pair, fast path (work size 512)"] = f"{fast * 1e3:.1f} ms"
             figures[f"{preset} (width {width}), 3840x2160 pair, full-resolution network"] = f"{full * 1e3:.1f} ms"
+        model = fusionkit.create("student", "se_strip", width=width).to(device).eval()
+        bf16.apply(model)
+        for batch in (1, 8):
+            tiled = gpu_seconds(lambda: fuse_with_model(model, exposures, tile=512, overlap=64, precision=bf16, tile_batch=batch), warmup=1, runs=3)
+            figures[f"se_strip (width {width}), 3840x2160 pair, full resolution in 512-px tiles, {batch} per batch"] = f"{tiled * 1e3:.0f} ms"
     return figures
 
 

@@ -128,6 +128,7 @@ BAD_INPUTS = [
     ("fuse-tile-0", [*FUSE, "-o", "f.png", "--tile", "0"], "--tile must be a positive number of pixels, got 0", True),
     ("fuse-method-empty", [*FUSE, "-o", "f.png", "--method", ""], "no method named ''", True),
     ("fuse-bits-16-jpeg", [*FUSE, "-o", "f.jpg", "--bits", "16", "--method", "mean"], "JPEG is 8-bit only", True),
+    ("fuse-tile-batch-0", [*FUSE, "-o", "f.png", "--tile", "32", "--tile-batch", "0"], "--tile-batch 0: give 1 or more tiles", True),
     ("fuse-overlap-negative", [*FUSE, "-o", "f.png", "--tile", "32", "--overlap", "-8"], "--overlap must not be negative, got -8", True),
     ("fuse-checkpoint-is-a-photo", [*FUSE, "-o", "f.png", "--checkpoint", "under.jpg"], "--checkpoint under.jpg: not a checkpoint", True),
     ("fuse-bad-extension", [*FUSE, "-o", "f.gif", "--method", "mean"], "use a .png, .jpg or .tif", True),

@@ -1,7 +1,8 @@
 """The fast pyramid filters match OpenCV on every small size, and the streaming blend is exact.
 
 ``pyr_down``, ``pyr_up`` and ``laplacian`` compute the interior from strided views and the borders
-from small padded slices, with a separate padded path for short axes and when gradients flow; these
+from small padded slices, with a separate padded path for short axes (``VIEWS_FROM``; every test
+runs with the default and with views as early as they work) and when gradients flow; these
 tests pin each path to OpenCV and to each other. ``pyramid_blend`` and ``WeightBlend.weights`` work
 in place when no gradient is needed; the in-place and autograd-friendly paths must agree and must
 never write into their inputs.
@@ -13,10 +14,19 @@ import numpy as np
 import pytest
 import torch
 
+from fusionkit.models import blend as blend_module
 from fusionkit.models.blend import WeightBlend, mertens_weights, pyramid_blend, pyramid_levels
+from fusionkit.models import pyramid
 from fusionkit.models.pyramid import laplacian, pyr_down, pyr_up
 
 cv2 = pytest.importorskip("cv2")
+
+
+@pytest.fixture(autouse=True, params=["views-from-default", "views-from-6"])
+def views_from(request, monkeypatch):
+    """Every test twice: short axes through the padded copy (the default), and through views as early as they work."""
+    if request.param == "views-from-6":
+        monkeypatch.setattr(pyramid, "VIEWS_FROM", 0)
 
 #: Every side from 1 to 13 (both fast and padded paths, every parity) plus larger odd and even sides.
 SIZES = list(range(1, 14)) + [32, 37]
@@ -286,3 +296,25 @@ def test_weightblend_forward_no_grad_equals_the_grad_path_and_keeps_inputs():
         slow = blend(exposures, logits.clone().requires_grad_(True))
         torch.testing.assert_close(slow.detach(), fast, atol=1e-6, rtol=0)
     assert torch.equal(exposures, saved[0]) and torch.equal(logits, saved[1])
+
+
+@pytest.mark.parametrize("case", [pytest.param({}, id="plain"), pytest.param({"levels": 2}, id="levels-2")])
+def test_small_brackets_at_once_equal_one_exposure_at_a_time(case, monkeypatch):
+    """Small brackets go down the pyramid all together; large ones one exposure at a time: same result."""
+    exposures, weights, coarse = _exposures_and_weights(n=2, k=3, seed=11)
+    with torch.no_grad():
+        at_once = (mertens_weights(exposures), _blend(exposures, weights, coarse, case))
+        monkeypatch.setattr(blend_module, "AT_ONCE_VALUES", 0)
+        streamed = (mertens_weights(exposures), _blend(exposures, weights, coarse, case))
+    for fast, slow in zip(at_once, streamed):
+        torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+
+
+def test_pyramid_made_under_inference_mode_first_still_trains():
+    """The padding indices are kept between calls: one made under inference mode must not break a backward."""
+    x = torch.rand(1, 3, 9, 7)
+    with torch.inference_mode():
+        pyr_up(pyr_down(x), (9, 7))
+    tracked = x.clone().requires_grad_(True)
+    pyr_up(pyr_down(tracked), (9, 7)).sum().backward()
+    assert tracked.grad is not None and torch.isfinite(tracked.grad).all()

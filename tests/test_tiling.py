@@ -11,7 +11,7 @@ import fusionkit
 from fusionkit.errors import FusionkitError, FusionkitWarning
 from fusionkit.evaluation.metrics import psnr
 from fusionkit.inference.pipeline import fuse_with_model
-from fusionkit.inference.tiling import TilePlan, axis_spans, blend_tiles, tiled_apply
+from fusionkit.inference.tiling import TilePlan, axis_spans, blend_tiles, tile_batches, tiled_apply
 from fusionkit.wholeimage import WholeImagePool, bilinear_matrix, pooling_groups, pooling_matrix, upsample_like
 
 
@@ -221,3 +221,42 @@ def test_reused_pools_and_blocks_keep_their_own_statistics():
     net = _Reused()
     x = torch.randn(1, 3, 120, 200) + torch.linspace(-2, 2, 120)[:, None]
     assert torch.allclose(tiled_apply(net, x, tile=48, overlap=16, multiple=4), net(x), atol=1e-5)
+
+
+def test_tile_batches_group_tiles_of_one_shape():
+    tiles = TilePlan(200, 296, 64, 16, 4).tiles()
+    groups = tile_batches(tiles, 3)
+    flat = [tile for group in groups for tile in group]
+    assert len(flat) == len(tiles) and set(flat) == set(tiles)
+    assert all(len(group) <= 3 and len({(t.rows.length, t.cols.length) for t in group}) == 1 for group in groups)
+    assert max(len(group) for group in groups) == 3
+    assert [len(group) for group in tile_batches(tiles, 1)] == [1] * len(tiles)
+
+
+@pytest.mark.parametrize("batch", [2, 5, 100])
+def test_batched_tiles_give_the_same_output_with_fewer_forwards(batch):
+    """Whole-image pools and feathering see each tile of a batch at its own place."""
+    net = _PointwiseNet()
+    x = torch.randn(2, 3, 200, 296) + torch.linspace(-3, 3, 296)
+    calls = []
+    net.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    one = tiled_apply(net, x, tile=64, overlap=16, multiple=4)
+    single_calls, calls[:] = len(calls), []
+    batched = tiled_apply(net, x, tile=64, overlap=16, multiple=4, batch=batch)
+    assert torch.allclose(batched, one, atol=1e-6)
+    most = max(len(group) for group in tile_batches(TilePlan(200, 296, 64, 16, 4).tiles(), batch))
+    assert len(calls) < single_calls and max(calls) == 2 * most and most == min(batch, 15)  # 15 tiles are 64x64
+
+
+def test_batched_tiles_of_a_student_match_one_at_a_time():
+    model = _strongly_attending("se_strip")
+    exposures = torch.rand(1, 2, 3, 150, 230)
+    with torch.no_grad():
+        one = fuse_with_model(model, exposures, tile=64, overlap=16)
+        batched = fuse_with_model(model, exposures, tile=64, overlap=16, tile_batch=4)
+    assert torch.allclose(batched, one, atol=1e-5), float((batched - one).abs().max())
+
+
+def test_tile_batch_below_one_is_a_clear_error():
+    with pytest.raises(FusionkitError, match="--tile-batch must be at least 1"):
+        blend_tiles(lambda windows, tiles: windows, torch.zeros(1, 1, 8, 8), TilePlan(8, 8, 4, 0), batch=0)

@@ -16,16 +16,17 @@ from ..inference.fuse import DEFAULT_WORK_SIZE
 @click.option("--method", help="A training-free method instead of a checkpoint (`fusionkit plugins --kind method` lists them).")
 @click.option("--tile", type=int, help="Fuse in overlapping tiles of this size (multiple of 4) to bound memory on large photos; whole-image attention statistics are gathered over all tiles first.")
 @click.option("--overlap", default=64, show_default=True, help="Overlap between tiles, in pixels.")
+@click.option("--tile-batch", type=int, help="Tiles run at once  [default: 1 on a CPU, 8 on a GPU]")
 @click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="Output bit depth (16 for PNG/TIFF).")
 @click.option("--work-size", type=int, default=DEFAULT_WORK_SIZE, show_default=True, help="Long side, in pixels, at which a weight-map student looks at the photos; its weights come back to full resolution by a guided filter and the photos are blended at full resolution. 0: run the network at full resolution.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="The network's number format; auto uses bf16 only where this machine computes it natively and it measured faster.")
 @click.option("--threads", type=int, help="CPU threads  [default: one per physical core]")
 @click.option("--device", default="auto", show_default=True)
-def fuse(inputs, output, checkpoint, method, tile, overlap, bits, work_size, precision, threads, device) -> None:
+def fuse(inputs, output, checkpoint, method, tile, overlap, tile_batch, bits, work_size, precision, threads, device) -> None:
     """Fuse differently-exposed photos of one scene (e.g. under.jpg over.jpg) into OUTPUT."""
     from ..inference.fuse import fuse_files
 
     written = fuse_files([Path(p) for p in inputs], Path(output), checkpoint=Path(checkpoint) if checkpoint is not None else None,
                          method=method, tile=tile, overlap=overlap, bits=int(bits), device=device,
-                         work_size=work_size or None, precision=precision, threads=threads)
+                         work_size=work_size or None, precision=precision, threads=threads, tile_batch=tile_batch)
     click.echo(f"wrote {written}")

@@ -60,13 +60,14 @@ def fused_image(model: nn.Module, output: Tensor, exposures: Tensor, color: str)
 @torch.no_grad()
 def fuse_with_model(
     model: nn.Module, exposures: Tensor, color: str = "rgb", tile: int | None = None, overlap: int = 64,
-    work_size: int | None = None, precision: Precision | None = None,
+    work_size: int | None = None, precision: Precision | None = None, tile_batch: int = 1,
 ) -> Tensor:
     """Fuse (N, K, 3, H, W) exposures of any size with a trained student; returns RGB in [0, 1].
 
     Pads to the network's multiple and crops back. With ``tile``, the (globally normalised) input
     runs in overlapping tiles blended with linear ramps, bounding memory on large photos; a
-    weight-map network's logits are tiled that way and the exposures blended whole. With
+    weight-map network's logits are tiled that way and the exposures blended whole; ``tile_batch``
+    tiles run as one batch. With
     ``work_size``, a weight-map network sees the photos scaled to that long side instead (see
     :func:`fuse_at_work_size`); students that regress pixels always run at full resolution.
     ``precision`` sets the network's autocast dtype and memory layout; blending stays float32.
@@ -81,7 +82,7 @@ def fuse_with_model(
     padded = padded.reshape(*exposures.shape[:3], *padded.shape[-2:])
     net_input = student_input(padded, color)
     with _precision(precision, net_input) as net_input:
-        output = tiled_apply(model, net_input, tile, overlap, multiple) if tile is not None else model(net_input)
+        output = tiled_apply(model, net_input, tile, overlap, multiple, tile_batch) if tile is not None else model(net_input)
     return fused_image(model, output, padded, color)[..., :h, :w]
 
 

@@ -107,38 +107,59 @@ def _ramp(span: Span, size: int, overlap: int, like: Tensor) -> Tensor:
     return weight
 
 
-def blend_tiles(
-    fn: Callable[[Tensor, Tile], Tensor | None], x: Tensor, plan: TilePlan, progress: str | None = None
-) -> Tensor | None:
-    """``fn(window, tile)`` on every tile of x (N, C, H, W), feathered together; tiles giving None are left out.
+def tile_batches(tiles: list[Tile], batch: int) -> list[list[Tile]]:
+    """The tiles in groups of one window shape, at most ``batch`` each, so each group runs as one batch."""
+    shapes: dict[tuple[int, int], list[Tile]] = {}
+    for tile in tiles:
+        shapes.setdefault((tile.rows.length, tile.cols.length), []).append(tile)
+    return [same[i:i + batch] for same in shapes.values() for i in range(0, len(same), batch)]
 
-    ``progress`` labels a progress bar on a terminal, or else one line on stderr when the pass ends.
+
+def _window(tile: Tile) -> tuple[slice, slice]:
+    return slice(tile.rows.start, tile.rows.start + tile.rows.length), slice(tile.cols.start, tile.cols.start + tile.cols.length)
+
+
+def blend_tiles(
+    fn: Callable[[Tensor, list[Tile]], Tensor | None], x: Tensor, plan: TilePlan, progress: str | None = None, batch: int = 1
+) -> Tensor | None:
+    """``fn(windows, tiles)`` on the tiles of x (N, C, H, W), feathered together; groups giving None are left out.
+
+    Up to ``batch`` tiles of one shape go to ``fn`` at once, stacked tile after tile along the batch
+    axis (``batch`` x N images). ``progress`` labels a progress bar on a terminal, or else one line on
+    stderr when the pass ends.
     """
+    if batch < 1:
+        raise FusionkitError(f"--tile-batch must be at least 1, got {batch}")
     out = weights = None
     tiles, started = plan.tiles(), time.perf_counter()
     on_terminal = sys.stderr is not None and sys.stderr.isatty()
-    for tile in tqdm(tiles, desc=progress, disable=not (progress and on_terminal), leave=False, unit="tile"):
-        rows = slice(tile.rows.start, tile.rows.start + tile.rows.length)
-        cols = slice(tile.cols.start, tile.cols.start + tile.cols.length)
-        piece = fn(x[..., rows, cols], tile)
-        if piece is None:
-            continue
-        piece = piece.float()
-        if out is None:
-            out = piece.new_zeros(*piece.shape[:2], plan.height, plan.width)
-            weights = piece.new_zeros(1, 1, plan.height, plan.width)
-        window = _ramp(tile.rows, plan.height, plan.overlap, piece)[:, None] * _ramp(tile.cols, plan.width, plan.overlap, piece)[None, :]
-        out[..., rows, cols] += piece * window
-        weights[..., rows, cols] += window
+    with tqdm(total=len(tiles), desc=progress, disable=not (progress and on_terminal), leave=False, unit="tile") as bar:
+        for group in tile_batches(tiles, batch):
+            windows = torch.cat([x[(..., *_window(tile))] for tile in group]) if len(group) > 1 else x[(..., *_window(group[0]))]
+            pieces = fn(windows, group)
+            bar.update(len(group))
+            if pieces is None:
+                continue
+            for tile, piece in zip(group, pieces.float().chunk(len(group))):
+                if out is None:
+                    out = piece.new_zeros(*piece.shape[:2], plan.height, plan.width)
+                    weights = piece.new_zeros(1, 1, plan.height, plan.width)
+                rows, cols = _window(tile)
+                window = _ramp(tile.rows, plan.height, plan.overlap, piece)[:, None] * _ramp(tile.cols, plan.width, plan.overlap, piece)[None, :]
+                out[..., rows, cols] += piece * window
+                weights[..., rows, cols] += window
     if progress and not on_terminal:
         print(f"{progress}: {len(tiles)} tiles in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return None if out is None else out / weights
 
 
-def tiled_apply(model: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, multiple: int = 1) -> Tensor:
+def tiled_apply(
+    model: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, multiple: int = 1, batch: int = 1
+) -> Tensor:
     """``model`` over overlapping (tile x tile) windows of x (N, C, H, W), whole-image pools included.
 
-    H and W must already be multiples of ``multiple`` (the network's total stride).
+    H and W must already be multiples of ``multiple`` (the network's total stride); ``batch`` tiles
+    run at once (faster where the device has room, memory grows with it).
     """
     plan = TilePlan(x.shape[-2], x.shape[-1], tile, overlap, multiple)
     groups = pooling_groups(model) if isinstance(model, nn.Module) else {}
@@ -146,7 +167,7 @@ def tiled_apply(model: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap
     approximate: list[str] = []
     for number in count(1):
         one_pass = _Pass(model, plan, known, groups)
-        out = blend_tiles(one_pass, x, plan, progress=f"tiles, pass {number}")
+        out = blend_tiles(one_pass, x, plan, progress=f"tiles, pass {number}", batch=batch)
         approximate += [name for name in one_pass.approximate if name not in approximate]
         if one_pass.gathering is None:
             break
@@ -191,45 +212,52 @@ class _Pass:
         self.gathering: tuple | None = None  # the block (and its call number) whose pools this pass fills
         self.pooled: dict[_PoolCall, Tensor] = {}  # whole-image averages: each pixel added once, by its owner
         self.calls: dict[WholeImagePool, int] = {}  # how often each pool has run in the current tile
-        self.tile: Tile | None = None
+        self.tiles: list[Tile] = []  # the tiles of the current batch, in the order of its images
         self.approximate: list[str] | None = None  # layers pooling without WholeImagePool, seen in the first tile
 
-    def __call__(self, window: Tensor, tile: Tile) -> Tensor | None:
-        self.tile, self.calls = tile, {}
+    def __call__(self, windows: Tensor, tiles: list[Tile]) -> Tensor | None:
+        self.tiles, self.calls = tiles, {}
         try:
             with pooling_context(self):
                 if self.approximate is None:
                     self.approximate = []
-                    piece = tile_dependent_layers(self.model, window, found=self.approximate)
+                    piece = tile_dependent_layers(self.model, windows, found=self.approximate)
                 else:
-                    piece = self.model(window)
+                    piece = self.model(windows)
         except _TileStopped:
             return None
         return None if self.gathering is not None else piece
 
     def pool(self, layer: WholeImagePool, x: Tensor) -> Tensor:
-        scale = _Scale(self.tile, self.plan, x)
+        scales = [_Scale(tile, self.plan, x) for tile in self.tiles]
         number = self.calls[layer] = self.calls.get(layer, -1) + 1
         call = (layer, number)  # a pool run twice in one forward (a reused block) keeps two statistics
         if call in self.known:
             stat = self.known[call].to(x.dtype)
-            rows = scale.window[0] if layer.output_size[0] is None else slice(None)
-            cols = scale.window[1] if layer.output_size[1] is None else slice(None)
-            return stat[..., rows, cols]
+            pieces = [
+                stat[..., scale.window[0] if layer.output_size[0] is None else slice(None),
+                     scale.window[1] if layer.output_size[1] is None else slice(None)]
+                for scale in scales
+            ]
+            return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
         group = (self.groups.get(layer, layer), number)
         if self.gathering is None:
             self.gathering = group
         elif group != self.gathering:
             raise _TileStopped
-        self._accumulate(call, x, scale)
+        for part, scale in zip(x.chunk(len(self.tiles)), scales):
+            self._accumulate(call, part, scale)
         return F.adaptive_avg_pool2d(x, layer.output_size)
 
     def upsample(self, grid: Tensor, like: Tensor) -> Tensor:
-        scale = _Scale(self.tile, self.plan, like)
-        (full_h, full_w), (rows, cols) = scale.full, scale.window
-        resize_h = bilinear_matrix(full_h, grid.shape[-2], dtype=grid.dtype, device=grid.device)[rows]
-        resize_w = bilinear_matrix(full_w, grid.shape[-1], dtype=grid.dtype, device=grid.device)[cols]
-        return torch.einsum("hi,ncij,wj->nchw", resize_h, grid, resize_w)
+        pieces = []
+        for part, tile in zip(grid.chunk(len(self.tiles)), self.tiles):
+            scale = _Scale(tile, self.plan, like)
+            (full_h, full_w), (rows, cols) = scale.full, scale.window
+            resize_h = bilinear_matrix(full_h, part.shape[-2], dtype=part.dtype, device=part.device)[rows]
+            resize_w = bilinear_matrix(full_w, part.shape[-1], dtype=part.dtype, device=part.device)[cols]
+            pieces.append(torch.einsum("hi,ncij,wj->nchw", resize_h, part, resize_w))
+        return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
     def _accumulate(self, call: _PoolCall, x: Tensor, scale: _Scale) -> None:
         """Add the owned part of x, pooled along the layer's fixed axes and placed along its kept ones."""

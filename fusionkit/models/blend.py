@@ -22,6 +22,9 @@ GRAY = (0.299, 0.587, 0.114)
 EXPOSEDNESS_SIGMA = 0.2
 BLEND_MODES = ("pyramid", "direct")
 PRIORS = ("mertens", "none")
+#: Below this many values per exposure (N x 3 x H x W), Mertens works on all exposures at once: a
+#: few larger operations beat many small ones; above it, one exposure at a time bounds memory.
+AT_ONCE_VALUES = 3 << 20
 
 
 def mertens_weights(
@@ -34,8 +37,17 @@ def mertens_weights(
     weight for it is 0), each raised to its weight, multiplied, plus 1e-12. Computed one exposure at
     a time, so a 24-megapixel bracket needs little memory beyond the weights themselves.
     """
-    weights = torch.stack([_quality(exposures[:, k], contrast, saturation, exposedness) for k in range(exposures.shape[1])], 1)
+    n, k = exposures.shape[:2]
+    if _at_once(exposures):
+        weights = _quality(exposures.flatten(0, 1), contrast, saturation, exposedness).unflatten(0, (n, k))
+    else:
+        weights = torch.stack([_quality(exposures[:, i], contrast, saturation, exposedness) for i in range(k)], 1)
     return weights / weights.sum(dim=1, keepdim=True)
+
+
+def _at_once(exposures: Tensor) -> bool:
+    """Whether all exposures are processed together: small brackets, where per-operation overhead dominates."""
+    return exposures[:, 0].numel() <= AT_ONCE_VALUES
 
 
 def _quality(image: Tensor, contrast: float, saturation: float, exposedness: float) -> Tensor:
@@ -81,14 +93,37 @@ def pyramid_blend(
     one at a time into a running sum of weighted pyramids, so memory grows with one exposure, not K.
     """
     levels = pyramid_levels(*exposures.shape[-2:]) if levels is None else levels
+    gradients = torch.is_grad_enabled() and (weights.requires_grad or exposures.requires_grad)
+    if coarse_weights is None and not gradients and _at_once(exposures):
+        return _blend_at_once(exposures, weights, levels)
     bands: list[Tensor] = []
     for k in range(exposures.shape[1]):
         coarse = None if coarse_weights is None else coarse_weights[:, k]
         _add_weighted_pyramid(bands, exposures[:, k], weights[:, k], coarse, levels, fine_levels)
+    return _collapse(bands)
+
+
+def _collapse(bands: list[Tensor]) -> Tensor:
+    """The image whose Laplacian pyramid is ``bands`` (finest first, the base last)."""
     fused = bands.pop()
     for detail in reversed(bands):
         fused = pyr_up(fused, detail.shape[-2:]).add_(detail)
     return fused
+
+
+def _blend_at_once(exposures: Tensor, weights: Tensor, levels: int) -> Tensor:
+    """:func:`pyramid_blend` of a small bracket: exposures and weights go down the pyramid together."""
+    channels = exposures.shape[2]
+    stack = torch.cat((exposures, weights), dim=2)  # (N, K, C + 1, H, W): one pyr_down serves both
+    bands: list[Tensor] = []
+    for _ in range(levels):
+        smaller = pyr_down(stack)
+        image = stack[:, :, :channels]
+        detail = pyr_up(smaller[:, :, :channels], image.shape[-2:]).neg_().add_(image)
+        bands.append(detail.mul_(stack[:, :, channels:]).sum(1))
+        stack = smaller
+    bands.append(stack[:, :, :channels].mul(stack[:, :, channels:]).sum(1))
+    return _collapse(bands)
 
 
 def _add_weighted_pyramid(

@@ -8,10 +8,15 @@ views in place, so a pass over a 24-megapixel image allocates only its output.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 #: The 5-tap binomial kernel behind cv2.pyrDown (sums to 16): taps for offsets -2..2.
 _BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
+#: Axes shorter than this are filtered through one padded copy: a few operations on a small tensor
+#: cost less than the many views and border slices that spare a large one its copy.
+VIEWS_FROM = 64
 
 
 def _reflect101(i: int, n: int) -> int:
@@ -25,10 +30,15 @@ def _reflect101(i: int, n: int) -> int:
 
 def _padded(x: torch.Tensor, dim: int, before: int, after: int, repeat_end: bool = False) -> torch.Tensor:
     """``x`` extended along ``dim`` with reflect-101 borders (or the last sample repeated at the end)."""
-    n = x.shape[dim]
+    return x.index_select(dim, _padding_index(x.shape[dim], before, after, repeat_end, x.device))
+
+
+@functools.lru_cache(maxsize=256)
+def _padding_index(n: int, before: int, after: int, repeat_end: bool, device: torch.device) -> torch.Tensor:
+    """The samples a padded axis of length ``n`` reads, kept: small pyramids would otherwise spend their time building them."""
     end = (min(i, n - 1) if repeat_end else _reflect101(i, n) for i in range(n, n + after))
-    index = [_reflect101(i, n) for i in range(-before, 0)] + list(range(n)) + list(end)
-    return x.index_select(dim, torch.tensor(index, device=x.device))
+    with torch.inference_mode(False):  # a normal tensor: backward may save it even if inference made it first
+        return torch.tensor([_reflect101(i, n) for i in range(-before, 0)] + list(range(n)) + list(end), device=device)
 
 
 def _every_other(x: torch.Tensor, dim: int, start: int, count: int) -> torch.Tensor:
@@ -41,7 +51,7 @@ def _every_other(x: torch.Tensor, dim: int, start: int, count: int) -> torch.Ten
 def _down_along(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Binomial blur along ``dim`` evaluated only at the even samples that are kept."""
     n = x.shape[dim]
-    if n < 6 or (torch.is_grad_enabled() and x.requires_grad):
+    if n < max(VIEWS_FROM, 6) or (torch.is_grad_enabled() and x.requires_grad):
         return _down_padded(x, dim)
     # Outputs 1..inner read samples inside the image only: computed from views of x, no padded copy.
     # Output 0 and the last output need the border, taken from small padded slices at the ends.
@@ -79,7 +89,7 @@ def _up_along(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     # Zero-insertion then the binomial kernel times two: even outputs (a + 6b + c) / 8, odd (b + c) / 2.
     dim = dim % x.ndim
     n = x.shape[dim]
-    if n < 3 or (torch.is_grad_enabled() and x.requires_grad):
+    if n < max(VIEWS_FROM, 3) or (torch.is_grad_enabled() and x.requires_grad):
         return _up_padded(x, dim).narrow(dim, 0, size)
     shape = list(x.shape)
     shape[dim] = 2 * n
