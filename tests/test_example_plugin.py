@@ -1,7 +1,7 @@
 """End to end: install the example third-party plugin (docs/examples/fusionkit-example-attention) and use it.
 
 The plugin goes into an isolated target directory, never into the venv; the checks run in
-subprocesses with ``PYTHONPATH`` pointing there, exactly as an installed distribution is found.
+subprocesses with ``PYTHONPATH`` pointing there first, exactly as an installed distribution is found.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def site(tmp_path_factory) -> Path:
 
 def python(site: Path, *args: str, **env_extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in (LOAD_PLUGINS_ENV, "PYTHONPATH")}
-    env.update(PYTHONPATH=str(site), **env_extra)
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []  # where this run's own packages may live
+    env.update(PYTHONPATH=os.pathsep.join([str(site), *inherited]), **env_extra)
     completed = subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, env=env, cwd=site.parent, timeout=120
     )
