@@ -119,3 +119,27 @@ def test_fine_levels_leave_the_tones_to_the_prior():
     assert (low(detail_only) - low(mertens)).abs().max() < (low(WeightBlend()(x, logits)) - low(mertens)).abs().max() / 4
     with pytest.raises(fusionkit.FusionkitError, match="fine_levels"):
         WeightBlend(mode="direct", fine_levels=2)
+
+
+def test_prior_shift_tilts_mertens_weights_from_the_darkest_to_the_brightest_exposure():
+    x = exposures(k=3, h=32, w=32)
+    shuffled = x[:, [2, 0, 1]]  # the rank, not the position, decides the tilt
+    mertens = mertens_weights(shuffled)
+    tilted = WeightBlend(fine_levels=2, prior_shift=-0.5).prior_weights(shuffled)
+    log_tilt = torch.tensor([-0.5, 0.0, -0.25]).view(1, 3, 1, 1, 1)  # brightest -0.5, darkest 0, middle half-way
+    assert torch.allclose(tilted, torch.softmax(mertens.log() + log_tilt, dim=1), atol=1e-6)
+    assert torch.allclose(WeightBlend(fine_levels=2).prior_weights(shuffled), mertens)
+    assert torch.allclose(WeightBlend(prior_shift=-0.5).prior_weights(x[:, :1]), torch.ones(2, 1, 1, 32, 32))
+
+
+def test_untrained_student_with_a_prior_shift_is_the_tilted_mertens_and_darker():
+    x = exposures(k=2, h=48, w=48)
+    net = fusionkit.create("student", "se_strip", width=8, prior_shift=-0.5).eval()
+    prior = WeightBlend(prior_shift=-0.5).prior_weights(x)
+    assert torch.allclose(fuse_with_model(net, x), pyramid_blend(x, prior).clamp(0, 1), atol=1e-5)
+    assert fuse_with_model(net, x).mean() < fusionkit.create("method", "mertens")(x).mean()
+
+
+def test_prior_shift_needs_the_mertens_prior():
+    with pytest.raises(fusionkit.FusionkitError, match="prior_shift"):
+        WeightBlend(prior="none", prior_shift=-0.25)

@@ -160,13 +160,15 @@ class WeightBlend(nn.Module):
     ``keep_balance`` centres each exposure's logits over the image, so the prior keeps setting how
     much each exposure contributes overall and training only redistributes it from place to place;
     ``fine_levels=n`` lets the learned weights choose the detail of the n finest pyramid levels only,
-    the prior's weights the coarser levels and so the tones; ``mode="pyramid"`` blends in a Laplacian
-    pyramid, ``"direct"`` per pixel.
+    the prior's weights the coarser levels and so the tones; ``prior_shift`` tilts the prior from the
+    darkest exposure (0) to the brightest (``prior_shift``, a log weight), so a negative shift keeps
+    more of the darker exposures' tones; ``mode="pyramid"`` blends in a Laplacian pyramid,
+    ``"direct"`` per pixel.
     """
 
     def __init__(
         self, mode: str = "pyramid", prior: str = "mertens", levels: int | None = None, keep_balance: bool = False,
-        fine_levels: int | None = None,
+        fine_levels: int | None = None, prior_shift: float = 0.0,
     ) -> None:
         super().__init__()
         if mode not in BLEND_MODES:
@@ -178,7 +180,10 @@ class WeightBlend(nn.Module):
                 "fine_levels keeps the prior's tones: it needs blend mode 'pyramid' and prior 'mertens' "
                 "(pass fine_levels=null to let the learned weights choose every level)"
             )
+        if prior_shift and prior != "mertens":
+            raise ComponentOptionError("prior_shift tilts Mertens' weights: it needs prior 'mertens'")
         self.mode, self.prior, self.levels, self.keep_balance, self.fine_levels = mode, prior, levels, keep_balance, fine_levels
+        self.prior_shift = float(prior_shift)
 
     def weights(self, exposures: Tensor, logits: Tensor, prior: Tensor | None = None) -> Tensor:
         """Weights (N, K, 1, H, W) that sum to one over the exposures (``prior``: Mertens' weights, if known)."""
@@ -187,16 +192,27 @@ class WeightBlend(nn.Module):
             logits = logits - logits.mean(dim=(-2, -1), keepdim=True)
         if self.prior != "mertens":
             return torch.softmax(logits, dim=1)
-        prior = prior if prior is not None else mertens_weights(exposures)
+        prior = prior if prior is not None else self.prior_weights(exposures)
         if torch.is_grad_enabled() and logits.requires_grad:
             return torch.softmax(logits + prior.log(), dim=1)
         # softmax(logits + log prior) = prior * exp(logits) / sum, in place: one full-resolution buffer.
         weights = (logits - logits.amax(dim=1, keepdim=True)).exp_().mul_(prior)
         return weights.div_(weights.sum(dim=1, keepdim=True))
 
+    def prior_weights(self, images: Tensor) -> Tensor:
+        """Mertens' weights of (N, K, 3, H, W) exposures, tilted by ``prior_shift`` from darkest to brightest."""
+        prior = mertens_weights(images)
+        k = images.shape[1]
+        if not self.prior_shift or k < 2:
+            return prior
+        rank = images.mean(dim=(2, 3, 4)).argsort(dim=1).argsort(dim=1)  # 0 for the darkest exposure
+        tilt = (rank.to(prior.dtype) * (self.prior_shift / (k - 1))).exp()[..., None, None, None]
+        tilted = prior.mul_(tilt)
+        return tilted.div_(tilted.sum(dim=1, keepdim=True))
+
     def forward(self, exposures: Tensor, logits: Tensor) -> Tensor:
         images = exposures.float()
-        prior = mertens_weights(images) if self.prior == "mertens" else None
+        prior = self.prior_weights(images) if self.prior == "mertens" else None
         weights = self.weights(images, logits, prior)
         if self.mode == "direct":
             return (images * weights).sum(dim=1).clamp(0, 1)

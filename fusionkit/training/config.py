@@ -20,6 +20,10 @@ else:  # pragma: no cover
 
 #: The student's loss terms and weights by default (the paper's: ``l1=2 distill=1 perceptual=1 mef_ssim=0``).
 DEFAULT_LOSSES = {"l1": 0.0, "distill": 1.0, "perceptual": 1.0, "mef_ssim": 1.0}
+#: Student options the recipe sets wherever the chosen preset takes them (``--student-option`` wins):
+#: Mertens' prior tilted toward the darker exposure, which SICE's and the rendered references favour
+#: (docs/training.md); ``--student-option prior_shift=0`` is the untilted prior of the paper's setup.
+RECIPE_STUDENT_OPTIONS: dict[str, Any] = {"prior_shift": -0.25}
 #: Options merged key by key over the layers (file, command line) instead of replaced whole.
 MERGED = ("losses",)
 
@@ -73,7 +77,8 @@ class TrainConfig:
 
     def student_preset_options(self) -> dict[str, Any]:
         """Options passed to ``create("student", ...)``: explicit parts override ``attention``."""
-        options = dict(self.student_options)
+        options = {key: value for key, value in RECIPE_STUDENT_OPTIONS.items() if _takes_option(self.student, key)}
+        options.update(self.student_options)
         if self.color == "y":
             options["in_channels"] = 1
         for key in ("width", "num_blocks"):
@@ -96,6 +101,19 @@ class TrainConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _takes_option(student: str, option: str) -> bool:
+    """Whether the student preset ``student`` accepts ``option`` (False for an unknown preset: building it says why)."""
+    import inspect
+
+    import fusionkit
+
+    try:
+        parameters = inspect.signature(fusionkit.component("student", student).factory).parameters
+    except (FusionkitError, TypeError, ValueError):
+        return False
+    return option in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
