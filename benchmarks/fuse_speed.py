@@ -48,6 +48,32 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 
+#: Mertens alone on decoded photos, fusionkit and OpenCV in one process (the CLI's process settings):
+#: the in-process comparison at each size, without decoding, encoding or start-up.
+KERNEL_SCRIPT = """
+import json, statistics, sys, time
+import cv2, numpy as np, torch
+from fusionkit.inference.hardware import set_threads, use_huge_pages
+use_huge_pages()
+set_threads(None)
+import fusionkit
+runs, *inputs = sys.argv[1:]
+arrays = [cv2.imread(p).astype(np.float32) / 255 for p in inputs]
+exposures = torch.stack([torch.from_numpy(a[..., ::-1].copy()).permute(2, 0, 1) for a in arrays])[None]
+mertens, opencv = fusionkit.create("method", "mertens"), cv2.createMergeMertens()
+def median(fn):
+    fn()
+    times = []
+    for _ in range(int(runs)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+with torch.inference_mode():
+    print(json.dumps({"fusionkit_s": median(lambda: mertens(exposures)), "opencv_s": median(lambda: opencv.process(arrays))}))
+"""
+
+
 #: Runs a command as a grandchild of a small process: Linux carries a process's peak-memory mark
 #: across fork and exec, so a child forked from this (large) process would report our own peak.
 LAUNCHER = """
@@ -153,6 +179,10 @@ def cpu_benchmark(args: argparse.Namespace) -> dict:
                 "opencv_s": statistics.median(opencv), "opencv_gb": max(opencv_memory),
             }
             row["ratio"] = row["command_s"] / row["opencv_s"]
+            if name == "mertens":
+                runs = str(max(args.runs, 20 if megapixels < 1 else 3))
+                _, _, out = run_measured([sys.executable, "-c", KERNEL_SCRIPT, runs, *files])
+                row["kernel"] = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
             print(f"{name:>20} {row['size']:>9}: command {row['command_s']:.2f} s {row['command_gb']:.2f} GB | "
                   f"in process {row['in_process_s']:.2f} s | OpenCV {row['opencv_s']:.2f} s {row['opencv_gb']:.2f} GB | "
@@ -213,6 +243,13 @@ def render(results: dict) -> str:
             lines.append(f"| {r['what']} | {r['size']} ({r['megapixels']} MP) | {r['command_s']:.2f} s | {r['command_gb']:.2f} GB | "
                          f"{r['in_process_s']:.2f} s | {r['opencv_s']:.2f} s | {r['opencv_gb']:.2f} GB | {r['ratio']:.2f}x |")
         lines.append("")
+        kernels = [r for r in cpu["rows"] if "kernel" in r]
+        if kernels:
+            lines += ["Mertens alone on decoded photos, both libraries in one process (median; no decoding, encoding or start-up):", "",
+                      "| size | fusionkit `mertens` | OpenCV MergeMertens | fusionkit / OpenCV |", "|---|---|---|---|"]
+            lines += [f"| {r['size']} ({r['megapixels']} MP) | {r['kernel']['fusionkit_s'] * 1e3:.1f} ms | "
+                      f"{r['kernel']['opencv_s'] * 1e3:.1f} ms | {r['kernel']['fusionkit_s'] / r['kernel']['opencv_s']:.2f}x |" for r in kernels]
+            lines.append("")
     quality = results.get("quality")
     if quality:
         (full, full_score), (fast, fast_score) = quality["mean_mef_ssim"].items()

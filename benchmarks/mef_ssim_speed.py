@@ -9,23 +9,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
-
-FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def cpu_line() -> str:
-    """CPU model and which of the flags of interest it has, from /proc/cpuinfo."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)  # the last core's fields
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    marks = " ".join(f"{flag}{'+' if flag in flags else '-'}" for flag in FLAGS_OF_INTEREST)
-    return f"{fields.get('model name', 'unknown CPU')} [{marks}]"
+from fusionkit.inference.hardware import cpu_description
 
 
 def seconds(fn, runs: int) -> float:
@@ -48,8 +36,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"CPU: {cpu_line()}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_description()}")
     generator = torch.Generator().manual_seed(0)
     for k in (2, 3):
         fused = torch.rand(1, 3, args.size, args.size, generator=generator)

@@ -23,7 +23,7 @@ from ..inference.fuse import DEFAULT_WORK_SIZE
 @click.option("--threads", type=int, help="CPU threads  [default: one per physical core]")
 @click.option("--device", default="auto", show_default=True)
 def fuse(inputs, output, checkpoint, method, tile, overlap, tile_batch, bits, work_size, precision, threads, device) -> None:
-    """Fuse differently-exposed photos of one scene (e.g. under.jpg over.jpg) into OUTPUT."""
+    """Fuse differently-exposed photos of one scene (such as under.jpg over.jpg) into OUTPUT."""
     from ..inference.fuse import fuse_files
 
     written = fuse_files([Path(p) for p in inputs], Path(output), checkpoint=Path(checkpoint) if checkpoint is not None else None,
