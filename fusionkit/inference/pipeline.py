@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..data.transforms import fuse_chroma, from_network_range, rgb_to_ycbcr, std_normalize, to_network_range, ycbcr_to_rgb
 from ..errors import FusionkitError
-from ..models.blend import GRAY
+from ..models.blend import gray
 from ..models.fusionnet import pad_to_multiple
 from .guided import guided_upsample
 from .hardware import Precision
@@ -78,8 +78,7 @@ def fuse_with_model(
     if work_size is not None and getattr(model, "produces", "image") == "weights" and max(h, w) > work_size:
         return fuse_at_work_size(model, exposures, color, work_size, precision)
     multiple = getattr(model, "multiple_of", 1)
-    padded, _ = pad_to_multiple(exposures.flatten(0, 1), multiple)
-    padded = padded.reshape(*exposures.shape[:3], *padded.shape[-2:])
+    padded = _padded_exposures(exposures, multiple)
     net_input = student_input(padded, color)
     with _precision(precision, net_input) as net_input:
         output = tiled_apply(model, net_input, tile, overlap, multiple, tile_batch) if tile is not None else model(net_input)
@@ -101,12 +100,17 @@ def fuse_at_work_size(
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     small = F.interpolate(exposures.flatten(0, 1).float(), size=size, mode="bilinear", antialias=True, align_corners=False)
     small = small.clamp_(0, 1).unflatten(0, exposures.shape[:2])
-    multiple = getattr(model, "multiple_of", 1)
-    padded, _ = pad_to_multiple(small.flatten(0, 1), multiple)
-    with _precision(precision, student_input(padded.unflatten(0, exposures.shape[:2]), color)) as net_input:
+    padded = _padded_exposures(small, getattr(model, "multiple_of", 1))
+    with _precision(precision, student_input(padded, color)) as net_input:
         logits = model(net_input)[..., : size[0], : size[1]].float()
     logits = guided_upsample(logits, luma(small), luma(exposures))
     return model.fuse(exposures, logits)
+
+
+def _padded_exposures(exposures: Tensor, multiple: int) -> Tensor:
+    """(N, K, C, H, W) exposures padded so H and W are multiples of the network's ``multiple``."""
+    padded, _ = pad_to_multiple(exposures.flatten(0, 1), multiple)
+    return padded.unflatten(0, exposures.shape[:2])
 
 
 @contextlib.contextmanager
@@ -122,8 +126,7 @@ def _precision(precision: Precision | None, net_input: Tensor) -> Iterator[Tenso
 
 def luma(images: Tensor) -> Tensor:
     """(N, K, 3, H, W) RGB -> (N, K, H, W) BT.601 luma, the guide for each exposure's weights."""
-    r, g, b = images.float().unbind(dim=2)
-    return (r * GRAY[0]).add_(g, alpha=GRAY[1]).add_(b, alpha=GRAY[2])
+    return gray(*images.float().unbind(dim=2))
 
 
 @torch.no_grad()

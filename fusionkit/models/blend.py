@@ -45,6 +45,11 @@ def mertens_weights(
     return weights / weights.sum(dim=1, keepdim=True)
 
 
+def gray(r: Tensor, g: Tensor, b: Tensor) -> Tensor:
+    """BT.601 luma of the three colour planes, in a fresh tensor (OpenCV's RGB -> gray)."""
+    return (r * GRAY[0]).add_(g, alpha=GRAY[1]).add_(b, alpha=GRAY[2])
+
+
 def _at_once(exposures: Tensor) -> bool:
     """Whether all exposures are processed together: small brackets, where per-operation overhead dominates."""
     return exposures[:, 0].numel() <= AT_ONCE_VALUES
@@ -55,8 +60,7 @@ def _quality(image: Tensor, contrast: float, saturation: float, exposedness: flo
     r, g, b = image.split(1, dim=1)
     weight = None
     if contrast != 0:
-        gray = (r * GRAY[0]).add_(g, alpha=GRAY[1]).add_(b, alpha=GRAY[2])
-        weight = _raised(laplacian(gray).abs_(), contrast)
+        weight = _raised(laplacian(gray(r, g, b)).abs_(), contrast)
     if saturation != 0:
         # The mean is (r + g + b) * (1/3) in float32: on grey pixels that rounding decides whether the
         # saturation is exactly 0, as in OpenCV, so it is kept as is.
