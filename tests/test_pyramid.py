@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from fusionkit.models import blend as blend_module
+from fusionkit.models import laplacian_blend
 from fusionkit.models.blend import WeightBlend, mertens_weights, pyramid_blend, pyramid_levels
 from fusionkit.models import pyramid
 from fusionkit.models.pyramid import laplacian, pyr_down, pyr_up
@@ -304,7 +304,7 @@ def test_small_brackets_at_once_equal_one_exposure_at_a_time(case, monkeypatch):
     exposures, weights, coarse = _exposures_and_weights(n=2, k=3, seed=11)
     with torch.no_grad():
         at_once = (mertens_weights(exposures), _blend(exposures, weights, coarse, case))
-        monkeypatch.setattr(blend_module, "AT_ONCE_VALUES", 0)
+        monkeypatch.setattr(laplacian_blend, "AT_ONCE_VALUES", 0)
         streamed = (mertens_weights(exposures), _blend(exposures, weights, coarse, case))
     for fast, slow in zip(at_once, streamed):
         torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)

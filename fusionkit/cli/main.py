@@ -9,7 +9,6 @@ import click
 
 from .. import __version__
 from ..errors import FusionkitError
-from ..inference.hardware import use_huge_pages
 from ..registry import KINDS
 
 
@@ -83,7 +82,6 @@ _add_commands()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    use_huge_pages()
     warnings.formatwarning = _one_line_warning
     cli.main(args=argv, prog_name="fusionkit")
 

@@ -31,17 +31,28 @@ def read_image(path: str | os.PathLike) -> Tensor:
     an alpha channel is dropped as it is (not composited on any background).
     """
     path = Path(path)
+    return pixels_to_tensor(decode_pixels(path), path)
+
+
+def decode_pixels(path: Path) -> np.ndarray:
+    """The file's pixels as decoded, (H, W) or (H, W, C); a missing or unreadable file is an :class:`ImageFileError`."""
     try:
-        array = _decode(path)
+        return _decode(path)
     except ImageFileError:
         raise
     except FileNotFoundError:
         raise ImageFileError(f"image file not found: {path}") from None
     except Exception as exc:  # imageio and its plugins raise many types for bad data
         raise ImageFileError(f"cannot read image {path}: {_reason(exc)}") from None
-    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:  # the common case, converted in torch
-        return torch.empty(array.shape[2], *array.shape[:2]).copy_(torch.from_numpy(array).permute(2, 0, 1)).div_(255)
-    return torch.from_numpy(_to_chw_float(array, path))
+
+
+def pixels_to_tensor(array: np.ndarray, path: Path, out: Tensor | None = None) -> Tensor:
+    """Decoded pixels -> float32 (3, H, W) in [0, 1] (see :func:`read_image`), written into ``out`` if given."""
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:  # the common case: one pass in torch
+        out = torch.empty(3, *array.shape[:2]) if out is None else out
+        return out.copy_(torch.from_numpy(array).permute(2, 0, 1)).div_(255)
+    chw = torch.from_numpy(_to_chw_float(array, path))
+    return chw if out is None else out.copy_(chw)
 
 
 def write_image(path: str | os.PathLike, image: Tensor, bits: int = 8, quality: int = 95) -> Path:
@@ -53,12 +64,11 @@ def write_image(path: str | os.PathLike, image: Tensor, bits: int = 8, quality: 
         raise ImageFileError(f"cannot write {path}: bits must be 8 or 16, got {bits}")
     scale = 65535 if bits == 16 else 255
     # Rounded in torch (float32, then int32 for the 16-bit range torch's uint16 cannot cast from
-    # everywhere), channels moved last once: numpy on a transposed view takes seconds at 24 MP.
-    levels = image.detach().float().cpu().clamp(0, 1).mul(scale).add_(0.5)
-    levels = levels.to(torch.int32 if bits == 16 else torch.uint8)
+    # everywhere); one copy converts and moves channels last: numpy on a transposed view takes seconds at 24 MP.
+    levels = image.detach().float().cpu().clamp(0, 1).mul_(scale).add_(0.5)
     if levels.ndim == 3:
         levels = levels.permute(1, 2, 0)
-    pixels = levels.contiguous().numpy()
+    pixels = torch.empty(levels.shape, dtype=torch.int32 if bits == 16 else torch.uint8).copy_(levels).numpy()
     return write_array(path, pixels.astype(np.uint16) if bits == 16 else pixels, quality=quality)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -13,7 +14,7 @@ from torch import nn
 from .. import create
 from ..runs.checkpoint import load_model
 from ..data.atomic import check_writable
-from ..data.io import read_image, write_image
+from ..data.io import decode_pixels, pixels_to_tensor, write_image
 from .device import pick_device
 from .hardware import PRECISIONS, pick_precision, set_threads
 from ..errors import FusionkitError
@@ -30,22 +31,30 @@ GPU_TILE_BATCH = 8  # tiles per batch on a GPU: small tiles alone leave it mostl
 def read_exposures(paths: list[Path]) -> torch.Tensor:
     """Read the exposures into (1, K, 3, H, W); sizes must match (the error names both files).
 
-    Each photo is decoded straight into its slot, so a 24-megapixel bracket is never held twice.
+    Files are decoded in parallel threads (the decoders release the GIL) and each is converted
+    straight into its slot, so a 24-megapixel bracket is never held twice in float32.
     """
     if len(paths) < 2:
         raise FusionkitError("fuse needs at least two exposures of the same scene")
-    first = read_image(paths[0])
-    exposures = first.new_empty((1, len(paths), *first.shape))
-    exposures[0, 0] = first
-    del first
-    for k, path in enumerate(paths[1:], start=1):
-        image = read_image(path)
-        if image.shape != exposures.shape[2:]:
-            raise FusionkitError(
-                f"exposures differ in size: {paths[0]} is {exposures.shape[-1]}x{exposures.shape[-2]}, "
-                f"{path} is {image.shape[2]}x{image.shape[1]}"
-            )
-        exposures[0, k] = image
+    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
+        decoded = [pool.submit(decode_pixels, path) for path in paths]
+        try:
+            exposures = None
+            for k, (path, pixels) in enumerate(zip(paths, decoded)):
+                array = pixels.result()
+                if exposures is None:
+                    exposures = torch.empty(1, len(paths), 3, *array.shape[:2])
+                elif array.shape[:2] != exposures.shape[-2:]:
+                    raise FusionkitError(
+                        f"exposures differ in size: {paths[0]} is {exposures.shape[-1]}x{exposures.shape[-2]}, "
+                        f"{path} is {array.shape[1]}x{array.shape[0]}"
+                    )
+                pixels_to_tensor(array, path, out=exposures[0, k])
+                del array
+        except BaseException:
+            for pending in decoded:
+                pending.cancel()
+            raise
     return exposures
 
 

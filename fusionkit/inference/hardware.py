@@ -1,4 +1,4 @@
-"""Fit inference to the machine: threads, huge pages, and the dtype and memory layout it runs fastest.
+"""Fit inference to the machine: threads, and the dtype and memory layout it runs fastest.
 
 bf16 is used only where the hardware computes it natively and a short measurement shows it is
 faster: on a CPU without AVX-512 BF16 or AMX, bf16 autocast is several times slower than float32.
@@ -23,16 +23,6 @@ from ..errors import FusionkitError
 #: Side of the probe image the CPU settings are timed on: large enough to be representative, small
 #: enough that trying every candidate costs a fraction of a second.
 PROBE_SIDE = 128
-
-
-def use_huge_pages() -> None:
-    """Ask torch to back large CPU tensors with transparent huge pages, unless the user chose.
-
-    Each new 300 MB buffer of a 24-megapixel image otherwise costs tens of thousands of page
-    faults, which take longer than the arithmetic done on it; torch reads this when it first
-    allocates, so it is set before any tensor is made.
-    """
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
 def set_threads(threads: int | None) -> int:

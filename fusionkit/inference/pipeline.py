@@ -17,7 +17,7 @@ from ..data.transforms import fuse_chroma, from_network_range, rgb_to_ycbcr, std
 from ..errors import FusionkitError
 from ..models.blend import gray
 from ..models.fusionnet import pad_to_multiple
-from .guided import guided_upsample
+from .guided import guided_coefficients, guided_rows
 from .hardware import Precision
 from .tiling import tiled_apply
 
@@ -94,6 +94,7 @@ def fuse_at_work_size(
     The network sees the exposures scaled (antialiased) to a long side of ``work_size``; its logits
     come back to full resolution by the fast guided filter, guided by each exposure's luma, and the
     photographs themselves are blended, so cost hardly grows with megapixels (MEF-Net's scheme).
+    The blend asks for the upsampled logits a strip of rows at a time: none exist at full resolution.
     """
     h, w = exposures.shape[-2:]
     scale = work_size / max(h, w)
@@ -103,8 +104,8 @@ def fuse_at_work_size(
     padded = _padded_exposures(small, getattr(model, "multiple_of", 1))
     with _precision(precision, student_input(padded, color)) as net_input:
         logits = model(net_input)[..., : size[0], : size[1]].float()
-    logits = guided_upsample(logits, luma(small), luma(exposures))
-    return model.fuse(exposures, logits)
+    a, b = guided_coefficients(logits, luma(small))
+    return model.fuse(exposures, lambda top, bottom: guided_rows(a, b, luma(exposures[..., top:bottom, :]), top, h))
 
 
 def _padded_exposures(exposures: Tensor, multiple: int) -> Tensor:

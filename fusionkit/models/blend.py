@@ -1,5 +1,5 @@
-"""Blending exposures by per-pixel weight maps: Mertens' hand-made weights and the Laplacian-pyramid
-blend they feed, shared by the ``mertens`` method and the learned weight-map heads.
+"""Weights for blending exposures: Mertens' hand-made quality measures, and the learned weight-map
+heads' logits on top of them; both feed the Laplacian-pyramid blend of :mod:`.laplacian_blend`.
 
 A weight-map head predicts one logit map per exposure; :class:`WeightBlend` turns logits into
 weights normalised over the exposures (softmax, optionally on top of Mertens' weights as a prior)
@@ -8,13 +8,14 @@ and blends the photographs themselves, so a learned fusion keeps their detail an
 
 from __future__ import annotations
 
-import math
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ComponentOptionError
-from .pyramid import laplacian, pyr_down, pyr_up
+from .laplacian_blend import STRIP_ROWS, at_once, blend_rows, pyramid_blend, pyramid_levels
+from .pyramid import laplacian
 
 #: ITU-R BT.601 luma weights, as cv2.cvtColor(..., COLOR_RGB2GRAY) uses them.
 GRAY = (0.299, 0.587, 0.114)
@@ -22,9 +23,11 @@ GRAY = (0.299, 0.587, 0.114)
 EXPOSEDNESS_SIGMA = 0.2
 BLEND_MODES = ("pyramid", "direct")
 PRIORS = ("mertens", "none")
-#: Below this many values per exposure (N x 3 x H x W), Mertens works on all exposures at once: a
-#: few larger operations beat many small ones; above it, one exposure at a time bounds memory.
-AT_ONCE_VALUES = 3 << 20
+#: ``logits_of(top, bottom)`` -> logits (N, K, bottom - top, W) of rows top:bottom, so full-resolution
+#: logits need never exist (see :meth:`WeightBlend.forward`).
+LogitRows = Callable[[int, int], Tensor]
+
+__all__ = ["WeightBlend", "mertens_weights", "pyramid_blend", "pyramid_levels", "gray"]
 
 
 def mertens_weights(
@@ -38,7 +41,7 @@ def mertens_weights(
     a time, so a 24-megapixel bracket needs little memory beyond the weights themselves.
     """
     n, k = exposures.shape[:2]
-    if _at_once(exposures):
+    if at_once(exposures):
         weights = _quality(exposures.flatten(0, 1), contrast, saturation, exposedness).unflatten(0, (n, k))
     else:
         weights = torch.stack([_quality(exposures[:, i], contrast, saturation, exposedness) for i in range(k)], 1)
@@ -48,11 +51,6 @@ def mertens_weights(
 def gray(r: Tensor, g: Tensor, b: Tensor) -> Tensor:
     """BT.601 luma of the three colour planes, in a fresh tensor (OpenCV's RGB -> gray)."""
     return (r * GRAY[0]).add_(g, alpha=GRAY[1]).add_(b, alpha=GRAY[2])
-
-
-def _at_once(exposures: Tensor) -> bool:
-    """Whether all exposures are processed together: small brackets, where per-operation overhead dominates."""
-    return exposures[:, 0].numel() <= AT_ONCE_VALUES
 
 
 def _quality(image: Tensor, contrast: float, saturation: float, exposedness: float) -> Tensor:
@@ -78,82 +76,6 @@ def _raised(measure: Tensor, power: float) -> Tensor:
 
 def _times(weight: Tensor | None, measure: Tensor) -> Tensor:
     return measure if weight is None else weight.mul_(measure)
-
-
-def pyramid_levels(height: int, width: int) -> int:
-    """OpenCV's pyramid depth for MergeMertens: log2 of the shorter side."""
-    return int(math.log2(min(height, width)))
-
-
-def pyramid_blend(
-    exposures: Tensor, weights: Tensor, levels: int | None = None, coarse_weights: Tensor | None = None, fine_levels: int = 0
-) -> Tensor:
-    """Blend (N, K, C, H, W) exposures with (N, K, 1, H, W) normalised weights in a Laplacian pyramid.
-
-    Each exposure's detail at each scale is weighted by the Gaussian pyramid of its weights, so
-    seams between regions taken from different exposures vanish (Burt & Adelson; Mertens et al.).
-    With ``coarse_weights``, only the ``fine_levels`` finest levels use ``weights``; the coarser ones
-    and the base, which set the picture's tones, use ``coarse_weights``. Exposures are decomposed
-    one at a time into a running sum of weighted pyramids, so memory grows with one exposure, not K.
-    """
-    levels = pyramid_levels(*exposures.shape[-2:]) if levels is None else levels
-    gradients = torch.is_grad_enabled() and (weights.requires_grad or exposures.requires_grad)
-    if coarse_weights is None and not gradients and _at_once(exposures):
-        return _blend_at_once(exposures, weights, levels)
-    bands: list[Tensor] = []
-    for k in range(exposures.shape[1]):
-        coarse = None if coarse_weights is None else coarse_weights[:, k]
-        _add_weighted_pyramid(bands, exposures[:, k], weights[:, k], coarse, levels, fine_levels)
-    return _collapse(bands)
-
-
-def _collapse(bands: list[Tensor]) -> Tensor:
-    """The image whose Laplacian pyramid is ``bands`` (finest first, the base last)."""
-    fused = bands.pop()
-    for detail in reversed(bands):
-        fused = pyr_up(fused, detail.shape[-2:]).add_(detail)
-    return fused
-
-
-def _blend_at_once(exposures: Tensor, weights: Tensor, levels: int) -> Tensor:
-    """:func:`pyramid_blend` of a small bracket: exposures and weights go down the pyramid together."""
-    channels = exposures.shape[2]
-    stack = torch.cat((exposures, weights), dim=2)  # (N, K, C + 1, H, W): one pyr_down serves both
-    bands: list[Tensor] = []
-    for _ in range(levels):
-        smaller = pyr_down(stack)
-        image = stack[:, :, :channels]
-        detail = pyr_up(smaller[:, :, :channels], image.shape[-2:]).neg_().add_(image)
-        bands.append(detail.mul_(stack[:, :, channels:]).sum(1))
-        stack = smaller
-    bands.append(stack[:, :, :channels].mul(stack[:, :, channels:]).sum(1))
-    return _collapse(bands)
-
-
-def _add_weighted_pyramid(
-    bands: list[Tensor], image: Tensor, weight: Tensor, coarse: Tensor | None, levels: int, fine_levels: int
-) -> None:
-    """Add one exposure's Laplacian pyramid, weighted by its weights' Gaussian pyramid, into ``bands``."""
-    in_place = not (torch.is_grad_enabled() and (weight.requires_grad or image.requires_grad))
-    for level in range(levels + 1):
-        level_weight = weight if coarse is None or level < fine_levels else coarse
-        if level < levels:
-            smaller = pyr_down(image)
-            upsampled = pyr_up(smaller, image.shape[-2:])
-            detail = upsampled.neg_().add_(image) if in_place else image - upsampled
-            if coarse is None or level + 1 < fine_levels:  # past fine_levels only the coarse weights are used
-                weight = pyr_down(weight)
-            if coarse is not None:
-                coarse = pyr_down(coarse)
-            image = smaller
-        else:
-            detail = image
-        if len(bands) <= level:
-            bands.append(detail.mul_(level_weight) if in_place and detail is not image else detail * level_weight)
-        elif in_place:
-            bands[level].addcmul_(detail, level_weight)
-        else:
-            bands[level] = bands[level].addcmul(detail, level_weight)
 
 
 class WeightBlend(nn.Module):
@@ -189,33 +111,45 @@ class WeightBlend(nn.Module):
         self.mode, self.prior, self.levels, self.keep_balance, self.fine_levels = mode, prior, levels, keep_balance, fine_levels
         self.prior_shift = float(prior_shift)
 
-    def weights(self, exposures: Tensor, logits: Tensor, prior: Tensor | None = None) -> Tensor:
-        """Weights (N, K, 1, H, W) that sum to one over the exposures (``prior``: Mertens' weights, if known)."""
+    def weights(self, exposures: Tensor, logits: Tensor, prior: Tensor | None = None, logit_means: Tensor | None = None) -> Tensor:
+        """Weights (N, K, 1, H, W) that sum to one over the exposures (``prior``: Mertens' weights, if known;
+        ``logit_means``: each exposure's mean logit over the whole image, for ``keep_balance`` on a strip)."""
         logits = logits.float()[:, :, None]
         if self.keep_balance:
-            logits = logits - logits.mean(dim=(-2, -1), keepdim=True)
+            logits = logits - (logits.mean(dim=(-2, -1), keepdim=True) if logit_means is None else logit_means)
         if self.prior != "mertens":
             return torch.softmax(logits, dim=1)
         prior = prior if prior is not None else self.prior_weights(exposures)
         if torch.is_grad_enabled() and logits.requires_grad:
             return torch.softmax(logits + prior.log(), dim=1)
-        # softmax(logits + log prior) = prior * exp(logits) / sum, in place: one full-resolution buffer.
+        # softmax(logits + log prior) = prior * exp(logits) / sum, in place: one buffer.
         weights = (logits - logits.amax(dim=1, keepdim=True)).exp_().mul_(prior)
         return weights.div_(weights.sum(dim=1, keepdim=True))
 
     def prior_weights(self, images: Tensor) -> Tensor:
         """Mertens' weights of (N, K, 3, H, W) exposures, tilted by ``prior_shift`` from darkest to brightest."""
-        prior = mertens_weights(images)
+        return _tilted(mertens_weights(images), self.tilt(images))
+
+    def tilt(self, images: Tensor) -> Tensor | None:
+        """Each exposure's prior factor (N, K, 1, 1, 1), exp(``prior_shift``) for the brightest; ``None`` without a shift."""
         k = images.shape[1]
         if not self.prior_shift or k < 2:
-            return prior
+            return None
         rank = images.mean(dim=(2, 3, 4)).argsort(dim=1).argsort(dim=1)  # 0 for the darkest exposure
-        tilt = (rank.to(prior.dtype) * (self.prior_shift / (k - 1))).exp()[..., None, None, None]
-        tilted = prior.mul_(tilt)
-        return tilted.div_(tilted.sum(dim=1, keepdim=True))
+        return (rank.float() * (self.prior_shift / (k - 1))).exp()[..., None, None, None]
 
-    def forward(self, exposures: Tensor, logits: Tensor) -> Tensor:
+    def forward(self, exposures: Tensor, logits: Tensor | LogitRows) -> Tensor:
+        """Fuse (N, K, 3, H, W) exposures by logits (N, K, H, W), or by ``logits_of(top, bottom)`` giving their rows.
+
+        Without gradients the photos are blended strip by strip (:func:`blend_rows`), asking for the
+        logits a strip at a time, so neither logits nor weights exist at full resolution.
+        """
         images = exposures.float()
+        tracked = images.requires_grad or (isinstance(logits, Tensor) and logits.requires_grad)
+        if not (torch.is_grad_enabled() and tracked):
+            return self._blend_rows(images, logits if callable(logits) else (lambda top, bottom: logits[..., top:bottom, :]))
+        if callable(logits):
+            logits = logits(0, images.shape[-2])
         prior = self.prior_weights(images) if self.prior == "mertens" else None
         weights = self.weights(images, logits, prior)
         if self.mode == "direct":
@@ -223,3 +157,30 @@ class WeightBlend(nn.Module):
         coarse = prior if self.fine_levels is not None else None  # the prior keeps the coarse levels
         return pyramid_blend(images, weights, self.levels, coarse, self.fine_levels or 0).clamp(0, 1)
 
+    def _blend_rows(self, images: Tensor, logits_of: LogitRows) -> Tensor:
+        """:meth:`forward` without gradients: weights made strip by strip; the tilt and mean logits come from the whole image."""
+        tilt = self.tilt(images) if self.prior == "mertens" else None
+        logit_means = _mean_rows(logits_of, *images.shape[-2:]) if self.keep_balance else None
+
+        def weights_of(top: int, bottom: int) -> tuple[Tensor, Tensor | None]:
+            strip = images[..., top:bottom, :]
+            prior = _tilted(mertens_weights(strip), tilt) if self.prior == "mertens" else None
+            weights = self.weights(strip, logits_of(top, bottom), prior, logit_means)
+            return weights, prior if self.fine_levels is not None else None  # the prior keeps the coarse levels
+
+        levels = 0 if self.mode == "direct" else self.levels
+        return blend_rows(images, weights_of, levels, self.fine_levels or 0).clamp_(0, 1)
+
+
+def _tilted(prior: Tensor, tilt: Tensor | None) -> Tensor:
+    """Mertens' weights times each exposure's tilt, normalised again (in place)."""
+    if tilt is None:
+        return prior
+    tilted = prior.mul_(tilt)
+    return tilted.div_(tilted.sum(dim=1, keepdim=True))
+
+
+def _mean_rows(logits_of: LogitRows, height: int, width: int) -> Tensor:
+    """Each exposure's mean logit (N, K, 1, 1, 1) over the whole image, read a strip at a time."""
+    total = sum(logits_of(top, min(top + STRIP_ROWS, height)).float().sum(dim=(-2, -1)) for top in range(0, height, STRIP_ROWS))
+    return (total / (height * width))[:, :, None, None, None]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from fusionkit.errors import ComponentOptionError
-from fusionkit.models.blend import mertens_weights, pyramid_blend
+from fusionkit.models.blend import mertens_weights
+from fusionkit.models.laplacian_blend import blend_rows, pyramid_blend
 
 from .base import FusionMethod
 
@@ -36,4 +37,8 @@ class Mertens(FusionMethod):
         dtype = exposures.dtype
         # 1e-12 and the products underflow in half precision, so work in at least float32.
         images = exposures.to(torch.promote_types(dtype, torch.float32))
-        return pyramid_blend(images, self.weights(images), self.levels).clamp(0.0, 1.0).to(dtype)
+        if torch.is_grad_enabled() and images.requires_grad:
+            fused = pyramid_blend(images, self.weights(images), self.levels)
+        else:  # weights made a strip at a time as the blend asks for them: none at full resolution
+            fused = blend_rows(images, lambda top, bottom: (self.weights(images[..., top:bottom, :]), None), self.levels)
+        return fused.clamp_(0.0, 1.0).to(dtype)

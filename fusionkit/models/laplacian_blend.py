@@ -1,0 +1,168 @@
+"""Laplacian-pyramid blending of exposures by per-pixel weights (Burt & Adelson; Mertens et al.).
+
+Each exposure's detail at each scale is weighted by the Gaussian pyramid of its weights, so seams
+between regions taken from different exposures vanish. Three schedules give the same image:
+small brackets go down the pyramid all at once (few, larger operations); large ones are blended
+strip by strip, each pyramid level's finest band from a few rows at a time, so the working set
+stays in cache and full-resolution weights never exist; with gradients, one exposure at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from .pyramid import pyr_down, pyr_up
+
+#: Below this many values per exposure (N x 3 x H x W), all exposures go down the pyramid together:
+#: a few larger operations beat many small ones; above it, a level is blended in strips.
+AT_ONCE_VALUES = 3 << 20
+#: Rows of a large level blended at a time, and rows of context read above and below each strip:
+#: a band's pixel depends on the rows within four of it, so eight keep every kept row exact.
+STRIP_ROWS = 128
+HALO = 8
+
+#: ``weights_of(top, bottom)`` -> the weights (N, K, 1, bottom - top, W) of rows top:bottom, and
+#: the coarse weights of those rows (or ``None``), both normalised over the K exposures.
+WeightRows = Callable[[int, int], "tuple[Tensor, Tensor | None]"]
+
+
+def pyramid_levels(height: int, width: int) -> int:
+    """OpenCV's pyramid depth for MergeMertens: log2 of the shorter side."""
+    return int(math.log2(min(height, width)))
+
+
+def at_once(exposures: Tensor) -> bool:
+    """Whether all exposures are processed together: small brackets, where per-operation overhead dominates."""
+    return exposures[:, 0].numel() <= AT_ONCE_VALUES
+
+
+def pyramid_blend(
+    exposures: Tensor, weights: Tensor, levels: int | None = None, coarse_weights: Tensor | None = None, fine_levels: int = 0
+) -> Tensor:
+    """Blend (N, K, C, H, W) exposures with (N, K, 1, H, W) normalised weights in a Laplacian pyramid.
+
+    With ``coarse_weights``, only the ``fine_levels`` finest levels use ``weights``; the coarser ones
+    and the base, which set the picture's tones, use ``coarse_weights``. Without gradients this is
+    :func:`blend_rows`; with them, exposures are decomposed one at a time into a running sum of
+    weighted pyramids, so memory grows with one exposure, not K.
+    """
+    levels = pyramid_levels(*exposures.shape[-2:]) if levels is None else levels
+    tracked = (exposures, weights) if coarse_weights is None else (exposures, weights, coarse_weights)
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in tracked)):
+        return blend_rows(exposures, rows_of(weights, coarse_weights), levels, fine_levels)
+    bands: list[Tensor] = []
+    for k in range(exposures.shape[1]):
+        coarse = None if coarse_weights is None else coarse_weights[:, k]
+        _add_weighted_pyramid(bands, exposures[:, k], weights[:, k], coarse, levels, fine_levels)
+    return _collapse(bands)
+
+
+def rows_of(weights: Tensor, coarse: Tensor | None = None) -> WeightRows:
+    """:data:`WeightRows` reading from whole weight maps."""
+    return lambda top, bottom: (weights[..., top:bottom, :], None if coarse is None else coarse[..., top:bottom, :])
+
+
+@torch.no_grad()
+def blend_rows(exposures: Tensor, weights_of: WeightRows, levels: int | None = None, fine_levels: int = 0) -> Tensor:
+    """:func:`pyramid_blend` with the weights asked for a strip at a time (``weights_of``); no gradients.
+
+    A large level is blended in strips of :data:`STRIP_ROWS` rows (read with :data:`HALO` rows of
+    context): each strip's finest band goes straight into the output and its half-resolution
+    exposures and weights into the next level, which is blended the same way and added back strip
+    by strip. Every operation is local, so the result equals the whole-image blend.
+    """
+    height, width = exposures.shape[-2:]
+    levels = pyramid_levels(height, width) if levels is None else levels
+    if levels == 0 or at_once(exposures):
+        weights, coarse = weights_of(0, height)
+        return _blend_at_once(exposures, weights, coarse, levels, fine_levels)
+    n, k, channels = exposures.shape[:3]
+    fused = exposures.new_empty(n, channels, height, width)
+    half = ((height + 1) // 2, (width + 1) // 2)
+    smaller = exposures.new_empty(n, k, channels, *half)
+    smaller_maps: list[Tensor] = []
+    for top, bottom, start, stop in _strips(height):
+        strip = exposures[..., start:stop, :]
+        weights, coarse = weights_of(start, stop)
+        kept, half_rows, half_kept = slice(top - start, bottom - start), _half(top, bottom), _half(top - start, bottom - start)
+        down = pyr_down(strip)
+        detail = pyr_up(down, strip.shape[-2:])[..., kept, :].neg_().add_(strip[..., kept, :])
+        level_weights = weights if coarse is None or fine_levels > 0 else coarse
+        fused[..., top:bottom, :] = detail.mul_(level_weights[..., kept, :]).sum(dim=1)
+        smaller[..., half_rows, :] = down[..., half_kept, :]
+        # The next level needs the weights' Gaussian level: the coarse weights alone once past fine_levels.
+        maps = (coarse,) if coarse is not None and fine_levels <= 1 else (weights,) if coarse is None else (weights, coarse)
+        for index, level_map in enumerate(maps):
+            if len(smaller_maps) <= index:
+                smaller_maps.append(exposures.new_empty(n, k, 1, *half))
+            smaller_maps[index][..., half_rows, :] = pyr_down(level_map)[..., half_kept, :]
+    coarser = blend_rows(smaller, rows_of(*smaller_maps), levels - 1, max(fine_levels - 1, 0))
+    for top, bottom, start, stop in _strips(height):
+        part = coarser[..., _half(start, stop), :]
+        fused[..., top:bottom, :] += pyr_up(part, (stop - start, width))[..., top - start : bottom - start, :]
+    return fused
+
+
+def _strips(height: int) -> Iterator[tuple[int, int, int, int]]:
+    """(top, bottom) of each strip of rows with the (start, stop) it reads, context included; all starts even."""
+    for top in range(0, height, STRIP_ROWS):
+        bottom = min(top + STRIP_ROWS, height)
+        yield top, bottom, max(top - HALO, 0), min(bottom + HALO, height)
+
+
+def _half(top: int, bottom: int) -> slice:
+    """The rows of the half-resolution level that rows top:bottom (``top`` even) go down to."""
+    return slice(top // 2, (bottom + 1) // 2)
+
+
+def _blend_at_once(exposures: Tensor, weights: Tensor, coarse: Tensor | None, levels: int, fine_levels: int) -> Tensor:
+    """A small bracket's blend: exposures and weight maps go down the pyramid together, in one stack."""
+    channels = exposures.shape[2]
+    stack = torch.cat((exposures, weights) if coarse is None else (exposures, weights, coarse), dim=2)
+    bands: list[Tensor] = []
+    for level in range(levels + 1):
+        image = stack[:, :, :channels]
+        level_weights = stack[:, :, channels : channels + 1] if coarse is None or level < fine_levels else stack[:, :, -1:]
+        if level < levels:
+            smaller = pyr_down(stack)
+            detail = pyr_up(smaller[:, :, :channels], image.shape[-2:]).neg_().add_(image)
+            stack = smaller
+        else:
+            detail = image.clone()
+        bands.append(detail.mul_(level_weights).sum(dim=1))
+    return _collapse(bands)
+
+
+def _collapse(bands: list[Tensor]) -> Tensor:
+    """The image whose Laplacian pyramid is ``bands`` (finest first, the base last)."""
+    fused = bands.pop()
+    for detail in reversed(bands):
+        fused = pyr_up(fused, detail.shape[-2:]).add_(detail)
+    return fused
+
+
+def _add_weighted_pyramid(
+    bands: list[Tensor], image: Tensor, weight: Tensor, coarse: Tensor | None, levels: int, fine_levels: int
+) -> None:
+    """Add one exposure's Laplacian pyramid, weighted by its weights' Gaussian pyramid, into ``bands`` (autograd)."""
+    for level in range(levels + 1):
+        level_weight = weight if coarse is None or level < fine_levels else coarse
+        if level < levels:
+            smaller = pyr_down(image)
+            detail = image - pyr_up(smaller, image.shape[-2:])
+            if coarse is None or level + 1 < fine_levels:  # past fine_levels only the coarse weights are used
+                weight = pyr_down(weight)
+            if coarse is not None:
+                coarse = pyr_down(coarse)
+            image = smaller
+        else:
+            detail = image
+        weighted = detail * level_weight
+        if len(bands) <= level:
+            bands.append(weighted)
+        else:
+            bands[level] = bands[level] + weighted
