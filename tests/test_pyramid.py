@@ -299,8 +299,8 @@ def test_weightblend_forward_no_grad_equals_the_grad_path_and_keeps_inputs():
 
 
 @pytest.mark.parametrize("case", [pytest.param({}, id="plain"), pytest.param({"levels": 2}, id="levels-2")])
-def test_small_brackets_at_once_equal_one_exposure_at_a_time(case, monkeypatch):
-    """Small brackets go down the pyramid all together; large ones one exposure at a time: same result."""
+def test_small_brackets_at_once_equal_large_ones_schedule(case, monkeypatch):
+    """Small brackets are weighed and blended all together; large ones one exposure and one strip at a time: same result."""
     exposures, weights, coarse = _exposures_and_weights(n=2, k=3, seed=11)
     with torch.no_grad():
         at_once = (mertens_weights(exposures), _blend(exposures, weights, coarse, case))

@@ -26,7 +26,9 @@ STRIP_ROWS = 128
 HALO = 8
 
 #: ``weights_of(top, bottom)`` -> the weights (N, K, 1, bottom - top, W) of rows top:bottom, and
-#: the coarse weights of those rows (or ``None``), both normalised over the K exposures.
+#: the coarse weights of those rows (or ``None``), both normalised over the K exposures. Rows next
+#: to ``top`` and ``bottom`` may be inexact (a strip's weights may look at neighbours it lacks): the
+#: blend reads :data:`HALO` rows beyond the rows it keeps.
 WeightRows = Callable[[int, int], "tuple[Tensor, Tensor | None]"]
 
 
@@ -77,10 +79,36 @@ def blend_rows(exposures: Tensor, weights_of: WeightRows, levels: int | None = N
     """
     height, width = exposures.shape[-2:]
     levels = pyramid_levels(height, width) if levels is None else levels
-    if levels == 0 or at_once(exposures):
+    if at_once(exposures):
         weights, coarse = weights_of(0, height)
         return _blend_at_once(exposures, weights, coarse, levels, fine_levels)
-    n, k, channels = exposures.shape[:3]
+    if levels == 0:
+        return _per_pixel_in_strips(exposures, weights_of, fine_levels)
+    fused, smaller, smaller_maps = _finest_band_in_strips(exposures, weights_of, fine_levels)
+    coarser = blend_rows(smaller, rows_of(*smaller_maps), levels - 1, max(fine_levels - 1, 0))
+    for top, bottom, start, stop in _strips(height):
+        part = coarser[..., _half(start, stop), :]
+        fused[..., top:bottom, :] += pyr_up(part, (stop - start, width))[..., top - start : bottom - start, :]
+    return fused
+
+
+def _per_pixel_in_strips(exposures: Tensor, weights_of: WeightRows, fine_levels: int) -> Tensor:
+    """A pyramid of no levels: the weighted sum of the exposures, a strip at a time."""
+    n, _, channels, height, width = exposures.shape
+    fused = exposures.new_empty(n, channels, height, width)
+    for top, bottom, start, stop in _strips(height):
+        weights, coarse = weights_of(start, stop)  # with context: weights may look at neighbours
+        level_weights = (weights if coarse is None or fine_levels > 0 else coarse)[..., top - start : bottom - start, :]
+        fused[..., top:bottom, :] = exposures[..., top:bottom, :].mul(level_weights).sum(dim=1)
+    return fused
+
+
+def _finest_band_in_strips(exposures: Tensor, weights_of: WeightRows, fine_levels: int) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """The weighted finest Laplacian band (N, C, H, W), and the next level's exposures and weight maps.
+
+    The weight maps are the weights, the coarse weights, or both, as the levels below need them.
+    """
+    n, k, channels, height, width = exposures.shape
     fused = exposures.new_empty(n, channels, height, width)
     half = ((height + 1) // 2, (width + 1) // 2)
     smaller = exposures.new_empty(n, k, channels, *half)
@@ -94,17 +122,13 @@ def blend_rows(exposures: Tensor, weights_of: WeightRows, levels: int | None = N
         level_weights = weights if coarse is None or fine_levels > 0 else coarse
         fused[..., top:bottom, :] = detail.mul_(level_weights[..., kept, :]).sum(dim=1)
         smaller[..., half_rows, :] = down[..., half_kept, :]
-        # The next level needs the weights' Gaussian level: the coarse weights alone once past fine_levels.
-        maps = (coarse,) if coarse is not None and fine_levels <= 1 else (weights,) if coarse is None else (weights, coarse)
+        # Past fine_levels the levels below use only the coarse weights.
+        maps = (weights,) if coarse is None else (coarse,) if fine_levels <= 1 else (weights, coarse)
         for index, level_map in enumerate(maps):
             if len(smaller_maps) <= index:
                 smaller_maps.append(exposures.new_empty(n, k, 1, *half))
             smaller_maps[index][..., half_rows, :] = pyr_down(level_map)[..., half_kept, :]
-    coarser = blend_rows(smaller, rows_of(*smaller_maps), levels - 1, max(fine_levels - 1, 0))
-    for top, bottom, start, stop in _strips(height):
-        part = coarser[..., _half(start, stop), :]
-        fused[..., top:bottom, :] += pyr_up(part, (stop - start, width))[..., top - start : bottom - start, :]
-    return fused
+    return fused, smaller, smaller_maps
 
 
 def _strips(height: int) -> Iterator[tuple[int, int, int, int]]:
