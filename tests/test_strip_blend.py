@@ -32,8 +32,8 @@ def strips(monkeypatch) -> list[tuple[int, int, int, int]]:
     seen: list[tuple[int, int, int, int]] = []
     original = laplacian_blend._strips
 
-    def recorded(height):
-        for strip in original(height):
+    def recorded(height, device):
+        for strip in original(height, device):
             seen.append(strip)
             yield strip
 
@@ -220,3 +220,16 @@ def test_read_exposures_decodes_every_file_in_order(tmp_path):
     assert exposures.shape == (1, 4, 3, 19, 23)
     for k, path in enumerate(paths):
         assert torch.equal(exposures[0, k], read_image(path))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_strips_on_cuda_equal_the_cpu(monkeypatch):
+    """On a GPU the strips are taller (fewer launches) and give what the CPU gives (to 1e-5)."""
+    monkeypatch.setattr(laplacian_blend, "AT_ONCE_VALUES", 0)
+    monkeypatch.setattr(laplacian_blend, "GPU_STRIP_ROWS", 16)
+    monkeypatch.setattr(laplacian_blend, "STRIP_ROWS", TINY_STRIP)
+    exposures, weights, coarse = _bracket(n=1, k=2, h=83, w=57, seed=4)
+    with torch.no_grad():
+        on_cpu = pyramid_blend(exposures, weights, None, coarse, 2)
+        on_gpu = pyramid_blend(exposures.cuda(), weights.cuda(), None, coarse.cuda(), 2)
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-5, rtol=0)

@@ -86,7 +86,7 @@ def blend_rows(exposures: Tensor, weights_of: WeightRows, levels: int | None = N
         return _per_pixel_in_strips(exposures, weights_of, fine_levels)
     fused, smaller, smaller_maps = _finest_band_in_strips(exposures, weights_of, fine_levels)
     coarser = blend_rows(smaller, rows_of(*smaller_maps), levels - 1, max(fine_levels - 1, 0))
-    for top, bottom, start, stop in _strips(height):
+    for top, bottom, start, stop in _strips(height, exposures.device):
         part = coarser[..., _half(start, stop), :]
         fused[..., top:bottom, :] += pyr_up(part, (stop - start, width))[..., top - start : bottom - start, :]
     return fused
@@ -96,7 +96,7 @@ def _per_pixel_in_strips(exposures: Tensor, weights_of: WeightRows, fine_levels:
     """A pyramid of no levels: the weighted sum of the exposures, a strip at a time."""
     n, _, channels, height, width = exposures.shape
     fused = exposures.new_empty(n, channels, height, width)
-    for top, bottom, start, stop in _strips(height):
+    for top, bottom, start, stop in _strips(height, exposures.device):
         weights, coarse = weights_of(start, stop)  # with context: weights may look at neighbours
         level_weights = (weights if coarse is None or fine_levels > 0 else coarse)[..., top - start : bottom - start, :]
         fused[..., top:bottom, :] = exposures[..., top:bottom, :].mul(level_weights).sum(dim=1)
@@ -113,7 +113,7 @@ def _finest_band_in_strips(exposures: Tensor, weights_of: WeightRows, fine_level
     half = ((height + 1) // 2, (width + 1) // 2)
     smaller = exposures.new_empty(n, k, channels, *half)
     smaller_maps: list[Tensor] = []
-    for top, bottom, start, stop in _strips(height):
+    for top, bottom, start, stop in _strips(height, exposures.device):
         strip = exposures[..., start:stop, :]
         weights, coarse = weights_of(start, stop)
         kept, half_rows, half_kept = slice(top - start, bottom - start), _half(top, bottom), _half(top - start, bottom - start)
@@ -131,10 +131,11 @@ def _finest_band_in_strips(exposures: Tensor, weights_of: WeightRows, fine_level
     return fused, smaller, smaller_maps
 
 
-def _strips(height: int) -> Iterator[tuple[int, int, int, int]]:
+def _strips(height: int, device: torch.device) -> Iterator[tuple[int, int, int, int]]:
     """(top, bottom) of each strip of rows with the (start, stop) it reads, context included; all starts even."""
-    for top in range(0, height, STRIP_ROWS):
-        bottom = min(top + STRIP_ROWS, height)
+    rows = STRIP_ROWS if device.type == "cpu" else GPU_STRIP_ROWS
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
         yield top, bottom, max(top - HALO, 0), min(bottom + HALO, height)
 
 
