@@ -19,7 +19,7 @@ from fusionkit.inference.guided import guided_coefficients, guided_rows, guided_
 from fusionkit.inference.pipeline import fuse_at_work_size, luma
 from fusionkit.models import laplacian_blend
 from fusionkit.models.blend import WeightBlend, mertens_weights
-from fusionkit.models.laplacian_blend import HALO, blend_rows, pyramid_blend, rows_of
+from fusionkit.models.laplacian_blend import HALO, blend_rows, pyramid_blend
 
 TINY_STRIP = 8
 
