@@ -35,6 +35,8 @@ cv2.imwrite(out, np.clip(fused * 255 + 0.5, 0, 255).astype(np.uint8), [cv2.IMWRI
 IN_PROCESS_SCRIPT = """
 import sys, time, json
 from pathlib import Path
+from fusionkit.inference.hardware import keep_freed_memory
+keep_freed_memory()
 from fusionkit.inference.fuse import fuse_files
 small, out, kind, value, *inputs = sys.argv[1:]
 options = {"method": value} if kind == "method" else {"checkpoint": Path(value)}
@@ -50,7 +52,8 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 KERNEL_SCRIPT = """
 import json, statistics, sys, time
 import cv2, numpy as np, torch
-from fusionkit.inference.hardware import set_threads
+from fusionkit.inference.hardware import keep_freed_memory, set_threads
+keep_freed_memory()
 set_threads(None)
 import fusionkit
 runs, *inputs = sys.argv[1:]

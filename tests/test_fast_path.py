@@ -9,6 +9,9 @@ Mertens), the hardware choices to what the machine allows, and the ``fuse`` opti
 from __future__ import annotations
 
 import json
+import platform
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -310,6 +313,20 @@ def test_set_threads_refuses_zero_and_sets_one(restore_threads):
     torch.set_num_threads(2)  # start from more than one, so setting one is observable
     assert set_threads(1) == 1 and torch.get_num_threads() == 1
     assert set_threads(None) == 1
+
+
+def test_keep_freed_memory_applies_on_linux_glibc():
+    """The CLI's allocator setting takes on Linux with glibc, says False elsewhere, and fusing still works after it."""
+    script = (
+        "import torch, fusionkit\n"
+        "from fusionkit.inference.hardware import keep_freed_memory\n"
+        "applied = keep_freed_memory()\n"
+        "fused = fusionkit.create('method', 'mertens')(torch.rand(1, 2, 3, 40, 50))\n"
+        "print(applied, tuple(fused.shape))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert result.stdout.split(maxsplit=1) == [str(glibc), "(1, 3, 40, 50)\n"]
 
 
 def test_cpu_description_names_torch_version_and_thread_count():

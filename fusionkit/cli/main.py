@@ -9,6 +9,7 @@ import click
 
 from .. import __version__
 from ..errors import FusionkitError
+from ..inference.hardware import keep_freed_memory
 from ..registry import KINDS
 
 
@@ -82,6 +83,7 @@ _add_commands()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    keep_freed_memory()
     warnings.formatwarning = _one_line_warning
     cli.main(args=argv, prog_name="fusionkit")
 

@@ -1,4 +1,4 @@
-"""Fit inference to the machine: threads, and the dtype and memory layout it runs fastest.
+"""Fit inference to the machine: threads, memory reuse, and the dtype and memory layout it runs fastest.
 
 bf16 is used only where the hardware computes it natively and a short measurement shows it is
 faster: on a CPU without AVX-512 BF16 or AMX, bf16 autocast is several times slower than float32.
@@ -6,10 +6,12 @@ faster: on a CPU without AVX-512 BF16 or AMX, bf16 autocast is several times slo
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,9 +22,28 @@ from torch import nn
 
 from ..errors import FusionkitError
 
+#: glibc's mallopt parameter numbers (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: Side of the probe image the CPU settings are timed on: large enough to be representative, small
 #: enough that trying every candidate costs a fraction of a second.
 PROBE_SIDE = 128
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse instead of handing it back (Linux; returns whether it applied).
+
+    Fusing makes many short-lived buffers of a few megabytes; by default each comes back from the
+    system as fresh pages, whose faults cost more than the arithmetic on a small photo (Mertens on a
+    0.25-megapixel pair measured 18 ms against 10 ms). Up to 1 GB freed is kept; blocks up to 32 MB
+    come from the reusable heap.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20))
+    except (OSError, AttributeError):  # another C library (musl has no mallopt)
+        return False
 
 
 def set_threads(threads: int | None) -> int:
