@@ -18,6 +18,7 @@ from fusionkit.models import laplacian_blend
 from fusionkit.models.blend import WeightBlend, mertens_weights, pyramid_blend, pyramid_levels
 from fusionkit.models import pyramid
 from fusionkit.models.pyramid import laplacian, pyr_down, pyr_up
+from tests.random_brackets import random_bracket
 
 cv2 = pytest.importorskip("cv2")
 
@@ -169,14 +170,6 @@ def test_filters_accept_non_contiguous_views():
 # --- pyramid_blend and WeightBlend.weights -------------------------------------------------------
 
 
-def _exposures_and_weights(n=1, k=3, h=21, w=26, seed=7):
-    generator = torch.Generator().manual_seed(seed)
-    exposures = torch.rand(n, k, 3, h, w, generator=generator)
-    weights = torch.softmax(3 * torch.randn(n, k, 1, h, w, generator=generator), dim=1)
-    coarse = torch.softmax(3 * torch.randn(n, k, 1, h, w, generator=generator), dim=1)
-    return exposures, weights, coarse
-
-
 BLEND_CASES = [
     pytest.param({}, id="plain"),
     pytest.param({"levels": 0}, id="levels-0"),
@@ -198,7 +191,7 @@ def _blend(exposures, weights, coarse, case):
 @pytest.mark.parametrize("case", BLEND_CASES)
 def test_pyramid_blend_in_place_no_grad_equals_the_autograd_path(case):
     """pyramid_blend under torch.no_grad (in place) equals the grad-tracking path (to 1e-6)."""
-    exposures, weights, coarse = _exposures_and_weights()
+    exposures, weights, coarse = random_bracket()
     with torch.no_grad():
         fast = _blend(exposures, weights, coarse, case)
     tracked_weights = weights.clone().requires_grad_(True)
@@ -217,7 +210,7 @@ def test_pyramid_blend_in_place_no_grad_equals_the_autograd_path(case):
 @pytest.mark.parametrize("case", BLEND_CASES)
 def test_pyramid_blend_does_not_modify_its_inputs(case):
     """pyramid_blend (no-grad, in-place path) leaves exposures, weights and coarse weights unchanged."""
-    exposures, weights, coarse = _exposures_and_weights(n=2, k=2, h=17, w=12, seed=8)
+    exposures, weights, coarse = random_bracket(n=2, k=2, h=17, w=12, seed=8)
     before = [t.clone() for t in (exposures, weights, coarse)]
     with torch.no_grad():
         _blend(exposures, weights, coarse, case)
@@ -227,7 +220,7 @@ def test_pyramid_blend_does_not_modify_its_inputs(case):
 
 def test_pyramid_blend_with_equal_coarse_weights_equals_the_plain_blend():
     """coarse_weights equal to the weights give the plain blend whatever fine_levels is (to 1e-6)."""
-    exposures, weights, _ = _exposures_and_weights(seed=9)
+    exposures, weights, _ = random_bracket(seed=9)
     with torch.no_grad():
         plain = pyramid_blend(exposures, weights)
         for fine_levels in (0, 1, 3):
@@ -236,7 +229,7 @@ def test_pyramid_blend_with_equal_coarse_weights_equals_the_plain_blend():
 
 def test_pyramid_blend_of_one_weight_map_per_exposure_reconstructs_the_image():
     """All weight on one exposure returns that exposure (Laplacian pyramid reconstruction, to 1e-5)."""
-    exposures, _, _ = _exposures_and_weights(k=2, seed=10)
+    exposures, _, _ = random_bracket(k=2, seed=10)
     weights = torch.zeros(1, 2, 1, *exposures.shape[-2:])
     weights[:, 1] = 1
     with torch.no_grad():
@@ -301,7 +294,7 @@ def test_weightblend_forward_no_grad_equals_the_grad_path_and_keeps_inputs():
 @pytest.mark.parametrize("case", [pytest.param({}, id="plain"), pytest.param({"levels": 2}, id="levels-2")])
 def test_small_brackets_at_once_equal_large_ones_schedule(case, monkeypatch):
     """Small brackets are weighed and blended all together; large ones one exposure and one strip at a time: same result."""
-    exposures, weights, coarse = _exposures_and_weights(n=2, k=3, seed=11)
+    exposures, weights, coarse = random_bracket(n=2, k=3, seed=11)
     with torch.no_grad():
         at_once = (mertens_weights(exposures), _blend(exposures, weights, coarse, case))
         monkeypatch.setattr(laplacian_blend, "AT_ONCE_VALUES", 0)

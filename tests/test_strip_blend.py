@@ -20,6 +20,7 @@ from fusionkit.inference.pipeline import fuse_at_work_size, luma
 from fusionkit.models import laplacian_blend
 from fusionkit.models.blend import WeightBlend, mertens_weights
 from fusionkit.models.laplacian_blend import HALO, blend_rows, pyramid_blend
+from tests.random_brackets import random_bracket
 
 TINY_STRIP = 8
 
@@ -39,14 +40,6 @@ def strips(monkeypatch) -> list[tuple[int, int, int, int]]:
 
     monkeypatch.setattr(laplacian_blend, "_strips", recorded)
     return seen
-
-
-def _bracket(n=1, k=3, h=37, w=29, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    exposures = torch.rand(n, k, 3, h, w, generator=generator)
-    weights = torch.softmax(3 * torch.randn(n, k, 1, h, w, generator=generator), dim=1)
-    coarse = torch.softmax(3 * torch.randn(n, k, 1, h, w, generator=generator), dim=1)
-    return exposures, weights, coarse
 
 
 def _autograd_blend(exposures, weights, coarse, levels, fine_levels):
@@ -70,7 +63,7 @@ CASES = [
 @pytest.mark.parametrize("levels, coarse, fine_levels", CASES)
 def test_strips_equal_the_whole_image_blend(strips, size, levels, coarse, fine_levels):
     """Blended in 8-row strips, every level and weight schedule gives the whole-image blend (to 1e-6)."""
-    exposures, weights, coarse_weights = _bracket(n=2, h=size[0], w=size[1], seed=size[0])
+    exposures, weights, coarse_weights = random_bracket(n=2, h=size[0], w=size[1], seed=size[0])
     coarse_weights = coarse_weights if coarse else None
     saved = [t.clone() for t in (exposures, weights)]
     with torch.no_grad():
@@ -84,7 +77,7 @@ def test_strips_equal_the_whole_image_blend(strips, size, levels, coarse, fine_l
 
 def test_strips_read_only_their_rows_and_a_halo(strips):
     """Weights are asked for one strip at a time: at most STRIP_ROWS + 2 * HALO rows, every row covered."""
-    exposures, weights, _ = _bracket(h=61, w=23)
+    exposures, weights, _ = random_bracket(h=61, w=23)
     asked: list[tuple[int, int]] = []
 
     def weights_of(top, bottom):
@@ -99,17 +92,6 @@ def test_strips_read_only_their_rows_and_a_halo(strips):
     for top, bottom in asked:
         covered[top:bottom] = True
     assert covered.all() and len(asked) == -(-61 // TINY_STRIP)
-
-
-def test_small_brackets_blend_at_once_like_the_strips(monkeypatch):
-    """The at-once schedule of small brackets equals the strips (to 1e-6)."""
-    exposures, weights, coarse = _bracket(n=2, k=3, h=21, w=26, seed=11)
-    with torch.no_grad():
-        at_once = pyramid_blend(exposures, weights, None, coarse, 1)
-        monkeypatch.setattr(laplacian_blend, "AT_ONCE_VALUES", 0)
-        monkeypatch.setattr(laplacian_blend, "STRIP_ROWS", TINY_STRIP)
-        in_strips = pyramid_blend(exposures, weights, None, coarse, 1)
-    torch.testing.assert_close(at_once, in_strips, atol=1e-6, rtol=0)
 
 
 BLENDS = [
@@ -141,7 +123,7 @@ def test_weightblend_with_logit_rows_equals_the_whole_image_path(strips, options
 
 def test_mertens_method_in_strips_equals_the_whole_image_blend(strips):
     """The ``mertens`` method, weights made per strip, equals its whole-image blend (to 1e-6)."""
-    exposures, _, _ = _bracket(n=1, k=3, h=50, w=41, seed=3)
+    exposures, _, _ = random_bracket(n=1, k=3, h=50, w=41, seed=3)
     mertens = fusionkit.create("method", "mertens")
     with torch.no_grad():
         fused = mertens(exposures)
@@ -228,7 +210,7 @@ def test_strips_on_cuda_equal_the_cpu(monkeypatch):
     monkeypatch.setattr(laplacian_blend, "AT_ONCE_VALUES", 0)
     monkeypatch.setattr(laplacian_blend, "GPU_STRIP_ROWS", 16)
     monkeypatch.setattr(laplacian_blend, "STRIP_ROWS", TINY_STRIP)
-    exposures, weights, coarse = _bracket(n=1, k=2, h=83, w=57, seed=4)
+    exposures, weights, coarse = random_bracket(n=1, k=2, h=83, w=57, seed=4)
     with torch.no_grad():
         on_cpu = pyramid_blend(exposures, weights, None, coarse, 2)
         on_gpu = pyramid_blend(exposures.cuda(), weights.cuda(), None, coarse.cuda(), 2)

@@ -120,7 +120,8 @@ def _finest_band_in_strips(exposures: Tensor, weights_of: WeightRows, fine_level
         weights, coarse = weights_of(start, stop)
         kept, half_rows, half_kept = slice(top - start, bottom - start), _half(top, bottom), _half(top - start, bottom - start)
         down = pyr_down(strip)
-        detail = pyr_up(down, strip.shape[-2:])[..., kept, :].neg_().add_(strip[..., kept, :])
+        upsampled = pyr_up(down, strip.shape[-2:])[..., kept, :]
+        detail = torch.sub(strip[..., kept, :], upsampled, out=upsampled)
         level_weights = weights if coarse is None or fine_levels > 0 else coarse
         fused[..., top:bottom, :] = detail.mul_(level_weights[..., kept, :]).sum(dim=1)
         smaller[..., half_rows, :] = down[..., half_kept, :]
@@ -156,7 +157,8 @@ def _blend_at_once(exposures: Tensor, weights: Tensor, coarse: Tensor | None, le
         level_weights = stack[:, :, channels : channels + 1] if coarse is None or level < fine_levels else stack[:, :, -1:]
         if level < levels:
             smaller = pyr_down(stack)
-            detail = pyr_up(smaller[:, :, :channels], image.shape[-2:]).neg_().add_(image)
+            upsampled = pyr_up(smaller[:, :, :channels], image.shape[-2:])
+            detail = torch.sub(image, upsampled, out=upsampled)
             stack = smaller
         else:
             detail = image.clone()
