@@ -73,3 +73,8 @@ def make_fake_brackets(
                 (root / split / "reference").mkdir(exist_ok=True)
                 iio.imwrite(root / split / "reference" / f"{name}.png", bracket_pattern(250, size))
     return root
+
+
+def epoch_signatures(loader) -> list[tuple[str, str, float]]:
+    """What one pass over a loader drew, batch by batch: (first scene, its exposures, the target's sum)."""
+    return [(b["scene"][0], b["evs"][0], b["target"].sum().item()) for b in loader]
