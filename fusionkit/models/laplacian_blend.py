@@ -24,7 +24,7 @@ AT_ONCE_VALUES = 3 << 20
 #: a band's pixel depends on the rows within four of it, so eight keep every kept row exact.
 STRIP_ROWS = 128
 HALO = 8
-#: On a GPU strips only bound memory (its caches are not what limits it), so they are tall: few launches.
+#: On a GPU strips are there to bound memory, so they are tall: few kernel launches (not yet timed on a GPU).
 GPU_STRIP_ROWS = 1024
 
 #: ``weights_of(top, bottom)`` -> the weights (N, K, 1, bottom - top, W) of rows top:bottom, and
