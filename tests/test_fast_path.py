@@ -104,10 +104,10 @@ def _smooth_exposures(height=96, width=128, seed=0) -> torch.Tensor:
     return torch.stack([scene * 0.5, scene * 1.6], dim=1).clamp(0, 1)
 
 
-def _student(head: str | None = None, perturb: float = 0.0, seed: int = 0) -> nn.Module:
-    """A tiny untrained se_strip student; ``perturb`` sets random weights in the head's last conv."""
+def _student(head: str | None = None, perturb: float = 0.0, seed: int = 0, **options) -> nn.Module:
+    """A tiny untrained se_strip student (more preset ``options`` if given); ``perturb`` sets random weights in the head's last conv."""
     torch.manual_seed(seed)
-    options = {"width": 8} if head is None else {"width": 8, "head": head}
+    options = {"width": 8, **options} if head is None else {"width": 8, "head": head, **options}
     model = fusionkit.create("student", "se_strip", **options).eval()
     if perturb:
         last = model.head.reconstruct[-1]

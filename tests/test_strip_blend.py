@@ -16,11 +16,12 @@ import fusionkit
 from fusionkit.data.io import pixels_to_tensor, read_image, write_image
 from fusionkit.inference.fuse import read_exposures
 from fusionkit.inference.guided import guided_coefficients, guided_rows, guided_upsample
-from fusionkit.inference.pipeline import fuse_at_work_size, luma
+from fusionkit.inference.pipeline import fuse_at_work_size, luma, student_input
 from fusionkit.models import laplacian_blend
 from fusionkit.models.blend import WeightBlend, mertens_weights
 from fusionkit.models.laplacian_blend import HALO, blend_rows, pyramid_blend
 from tests.random_brackets import random_bracket
+from tests.test_fast_path import _smooth_exposures, _student
 
 TINY_STRIP = 8
 
@@ -147,20 +148,12 @@ def test_guided_rows_equal_the_whole_guided_upsample(small, full):
 
 def test_fast_path_in_strips_equals_whole_logits(strips):
     """fuse_at_work_size (logits upsampled per strip) equals upsampling them whole and blending (1e-5)."""
-    torch.manual_seed(0)
-    model = fusionkit.create("student", "se_strip", width=8, prior_shift=-0.25).eval()
-    last = model.head.reconstruct[-1]
-    with torch.no_grad():
-        last.weight.normal_(0, 0.5)
-    generator = torch.Generator().manual_seed(1)
-    base = F.interpolate(torch.rand(1, 3, 12, 16, generator=generator), size=(96, 128), mode="bilinear", align_corners=False)
-    exposures = torch.stack([base * 0.5, base * 1.6], dim=1).clamp(0, 1)
+    model = _student(perturb=0.5, prior_shift=-0.25)
+    exposures = _smooth_exposures()
     with torch.no_grad():
         fused = fuse_at_work_size(model, exposures, "rgb", 32)
         small = F.interpolate(exposures.flatten(0, 1), size=(24, 32), mode="bilinear", antialias=True, align_corners=False)
         small = small.clamp(0, 1).unflatten(0, (1, 2))
-        from fusionkit.inference.pipeline import student_input
-
         logits = model(student_input(small, "rgb"))
         full_logits = guided_upsample(logits, luma(small), luma(exposures))
     expected = model.fuse(exposures.clone().requires_grad_(True), full_logits).detach()
