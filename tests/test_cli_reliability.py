@@ -370,8 +370,10 @@ def test_sigint_during_fuse_exits_130_with_one_line(work):
         "main(sys.argv[1:])\n"
     )
     env = {**os.environ, "FUSIONKIT_LOAD_PLUGINS": "classic"}
+    # A parent started in the background ignores SIGINT, and a child would inherit that: restore the default.
     process = subprocess.Popen([sys.executable, "-c", script, *FUSE, "-o", "f.png", "--method", "mean"],
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stderr.readline().strip() == "reading"
     process.send_signal(signal.SIGINT)
     stderr = process.stderr.read()

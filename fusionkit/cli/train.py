@@ -59,6 +59,7 @@ def _loss_options(flat: dict) -> dict:
 @click.option("--student-steps", type=int, help=f"[default: {D.student_steps}]")
 @click.option("--batch-size", type=int, help=f"Pairs per step (per process)  [default: {D.batch_size}]")
 @click.option("--crop", type=int, help=f"Training crop size in pixels  [default: {D.crop}]")
+@click.option("--max-side", type=int, help="Scale training photos down to this long side before cropping (fuse's --work-size is 512)  [default: full size]")
 @click.option("--lr", type=float, help=f"Adam learning rate, cosine-decayed  [default: {D.lr}]")
 @click.option("--grad-clip", type=float, help=f"Gradient-norm clip, 0 for none  [default: {D.grad_clip}]")
 @click.option("--seed", type=int, help=f"[default: {D.seed}]")

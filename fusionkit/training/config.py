@@ -18,12 +18,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-#: The student's loss terms and weights by default (the paper's: ``l1=2 distill=1 perceptual=1 mef_ssim=0``).
-DEFAULT_LOSSES = {"l1": 0.0, "distill": 1.0, "perceptual": 1.0, "mef_ssim": 1.0}
+#: The student's loss terms and weights by default (the paper's: ``l1=2 distill=1 perceptual=1 mef_ssim=0 tones=0``).
+DEFAULT_LOSSES = {"l1": 0.0, "distill": 1.0, "perceptual": 1.0, "mef_ssim": 1.0, "tones": 0.3}
 #: Student options the recipe sets wherever the chosen preset takes them (``--student-option`` wins):
-#: Mertens' prior tilted toward the darker exposure, which SICE's and the rendered references favour
-#: (docs/training.md); ``--student-option prior_shift=0`` is the untilted prior of the paper's setup.
-RECIPE_STUDENT_OPTIONS: dict[str, Any] = {"prior_shift": -0.25}
+#: the learned weights choose every pyramid level, tones included, which the ``tones`` loss keeps near
+#: Mertens' (docs/training.md); ``--student-option fine_levels=2`` leaves the coarse levels to the prior.
+RECIPE_STUDENT_OPTIONS: dict[str, Any] = {"fine_levels": None}
 #: Options merged key by key over the layers (file, command line) instead of replaced whole.
 MERGED = ("losses",)
 
@@ -59,6 +59,7 @@ class TrainConfig:
     student_steps: int = 1500
     batch_size: int = 8
     crop: int = 96
+    max_side: int | None = None  # training photos scaled down to this long side (None: as they are)
     lr: float = 1e-3
     min_lr_ratio: float = 0.05  # cosine decay from lr to lr * min_lr_ratio
     grad_clip: float = 1.0
@@ -119,8 +120,8 @@ def _takes_option(student: str, option: str) -> bool:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 CHOICES = {"stage": ("teacher", "student", "both"), "color": ("rgb", "y"), "amp": ("auto", "bf16", "fp16", "off")}
 POSITIVE = ("teacher_steps", "student_steps", "batch_size", "crop", "log_every", "checkpoint_every", "exposures")
-#: Positive when given; None leaves the preset's own value.
-POSITIVE_OR_PRESET = ("width", "num_blocks")
+#: Positive when given; None leaves the preset's own value (for max_side: photos at full size).
+POSITIVE_OR_PRESET = ("width", "num_blocks", "max_side")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -176,7 +176,8 @@ class Trainer:
             if config.stage in ("teacher", "both") and not config.teacher_checkpoint:
                 teacher = self._run_stage(self._teacher_stage())
             if config.stage in ("student", "both"):
-                self.teacher = (teacher or self._load_teacher()).requires_grad_(False).eval()
+                if teacher is not None or config.losses.get("distill", 0) > 0:  # without distillation, no teacher is needed
+                    self.teacher = (teacher or self._load_teacher()).requires_grad_(False).eval()
                 self._run_stage(self._student_stage(self.teacher))
         if self.ctx.is_main:
             self.log.close()
@@ -247,7 +248,7 @@ class Trainer:
             terms[name] = loss.to(self.device)
         return terms
 
-    def _student_stage(self, teacher: nn.Module) -> Stage:
+    def _student_stage(self, teacher: nn.Module | None) -> Stage:
         config = self.config
         options = config.student_preset_options()
         model = create("student", config.student, **options)
@@ -276,7 +277,7 @@ class Trainer:
                     continue  # data without a reference trains the reference-free terms only
                 values[f"loss_{name}"] = loss(fused, exposures, reference)
                 total = total + weights[name] * values[f"loss_{name}"]
-            if "distill" in weights and reference is not None:
+            if "distill" in weights and teacher is not None and reference is not None:
                 with torch.no_grad():
                     _, teacher_features = teacher(self._to_device(network_target(reference, color)), return_features=True)
                 values["loss_distill"] = distill(features, teacher_features)
@@ -407,7 +408,7 @@ class Trainer:
         loader = build_loader(
             self.data_root, "training", pairs="random", exposures=config.exposures, crop=config.crop, flip=True, batch_size=config.batch_size,
             workers=config.workers, seed=config.seed, shuffle=True, distributed=self.ctx.distributed,
-            drop_last=True, device=self.device,
+            drop_last=True, device=self.device, max_side=config.max_side,
         )
         if len(loader) == 0:
             raise FusionkitError(f"{self.data_root}: fewer training scenes than --batch-size {config.batch_size}")

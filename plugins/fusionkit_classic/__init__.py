@@ -1,4 +1,4 @@
-"""fusionkit plugin with training-free fusion methods: ``mertens``, ``mean`` and the ``best_input`` oracle.
+"""fusionkit plugin with training-free fusion methods: ``mertens``, ``mef_opt`` (per-image MEF-SSIM ascent), ``mean`` and the ``best_input`` oracle.
 
 Contract of a ``method`` component: its factory takes keyword options only and returns an
 ``nn.Module`` whose ``forward(exposures, reference=None)`` takes ``exposures`` shaped
@@ -10,14 +10,16 @@ The module's ``needs_reference`` is True only for oracles, which read the ground
 from fusionkit import hookimpl
 
 from .base import ExposureShapeError, FusionMethod, ReferenceRequiredError
+from .mef_opt import MEFOpt
 from .mertens import Mertens
 from .simple import BestInput, Mean
 
-__all__ = ["BestInput", "ExposureShapeError", "FusionMethod", "Mean", "Mertens", "ReferenceRequiredError"]
+__all__ = ["BestInput", "ExposureShapeError", "FusionMethod", "MEFOpt", "Mean", "Mertens", "ReferenceRequiredError"]
 
 
 @hookimpl
 def register_components(register):
     register("method", "mertens", Mertens)
+    register("method", "mef_opt", MEFOpt)
     register("method", "mean", Mean)
     register("method", "best_input", BestInput)

@@ -1,11 +1,11 @@
 """fusionkit plugin with the components every fusion study shares, whatever its model: metrics
-(``psnr``, ``ssim``, ``mef_ssim``, ``qabf``, ``nmi``), losses (``l1``, ``perceptual``, ``mef_ssim``)
+(``psnr``, ``ssim``, ``mef_ssim``, ``qabf``, ``nmi``), losses (``l1``, ``perceptual``, ``mef_ssim``, ``tones``)
 and dataset readers (``exposure_errors``, ``brackets``)."""
 
 from fusionkit import hookimpl
 
 from .datasets import BracketsDataset, ExposureErrorsDataset
-from .losses import L1Reconstruction, MEFSSIMLoss, Perceptual
+from .losses import L1Reconstruction, MEFSSIMLoss, Perceptual, ToneLoss
 from .metrics import mef_ssim_metric, nmi_metric, psnr_metric, qabf_metric, ssim_metric
 
 
@@ -19,5 +19,6 @@ def register_components(register):
     register("loss", "l1", L1Reconstruction)
     register("loss", "perceptual", Perceptual)
     register("loss", "mef_ssim", MEFSSIMLoss)
+    register("loss", "tones", ToneLoss)
     register("dataset", "exposure_errors", ExposureErrorsDataset)
     register("dataset", "brackets", BracketsDataset)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusionkit.errors import ComponentOptionError
 from fusionkit.evaluation.mef_ssim import SCALE_WEIGHTS, WINDOW, mef_ssim
-from fusionkit.models.blend import GRAY
+from fusionkit.models.blend import GRAY, gray, mertens_weights
+from fusionkit.models.laplacian_blend import pyramid_blend
 from fusionkit.training.perceptual import build_perceptual_loss
 
 
@@ -68,3 +70,44 @@ class MEFSSIMLoss(nn.Module):
             f, x = fused.flatten(0, 1)[:, None], exposures.transpose(1, 2).flatten(0, 1)[:, :, None]
         scales = max(1, min(len(SCALE_WEIGHTS), int(math.log2(min(f.shape[-2:]) / WINDOW)) + 1))
         return 1 - mef_ssim(f, x, data_range=1.0, window=WINDOW, scales=scales, weights=SCALE_WEIGHTS[:scales]).mean()
+
+
+class ToneLoss(nn.Module):
+    """Keeps Mertens' local tones and lifts the shadows that Mertens crushes (no reference needed).
+
+    MEF-SSIM scores structure and contrast but not brightness, so a fusion trained on it alone may
+    wash a scene out. Two terms: the mean absolute difference between the fused luma and Mertens'
+    fusion's luma, both averaged over ``block`` x ``block`` pixels; and ``shadow_weight`` times the
+    mean amount by which the fused luma falls below ``shadow_floor`` times the brightest exposure's
+    luma (at most ``shadow_cap``), where that exposure is between 10 % and 90 %: detail it shows must
+    not turn black, while the cap leaves the darker exposure's mid-tones alone.
+    """
+
+    needs_reference = False
+
+    def __init__(self, block: int = 64, shadow_floor: float = 0.3, shadow_cap: float = 0.05, shadow_weight: float = 10.0) -> None:
+        super().__init__()
+        if not (isinstance(block, int) and block >= 1):
+            raise ComponentOptionError(f"loss 'tones': block must be a whole number of pixels >= 1, got {block!r}")
+        if not (0 <= shadow_floor <= 1 and 0 <= shadow_cap <= 1 and shadow_weight >= 0):
+            raise ComponentOptionError("loss 'tones': shadow_floor and shadow_cap must be in [0, 1], shadow_weight >= 0")
+        self.block, self.shadow_floor, self.shadow_cap = block, float(shadow_floor), float(shadow_cap)
+        self.shadow_weight = float(shadow_weight)
+
+    def forward(self, fused: Tensor, exposures: Tensor, reference: Tensor | None) -> Tensor:
+        fused_luma = gray(*fused.float().unbind(-3))[:, None]
+        with torch.no_grad():
+            tones, floor = self.targets(exposures.float())
+        block = min(self.block, *fused.shape[-2:])
+        tone = (F.avg_pool2d(fused_luma, block, ceil_mode=True) - tones).abs().mean()
+        return tone + self.shadow_weight * (floor - fused_luma).relu().mean()
+
+    def targets(self, exposures: Tensor) -> tuple[Tensor, Tensor]:
+        """Mertens' block-averaged luma (N, 1, h, w) and the shadow floor (N, 1, H, W) of (N, K, 3, H, W) exposures."""
+        mertens = pyramid_blend(exposures, mertens_weights(exposures)).clamp_(0, 1)
+        block = min(self.block, *exposures.shape[-2:])
+        tones = F.avg_pool2d(gray(*mertens.unbind(-3))[:, None], block, ceil_mode=True)
+        lumas = gray(*exposures.unbind(-3))
+        brightest = lumas.gather(1, lumas.mean((-2, -1)).argmax(1).view(-1, 1, 1, 1).expand(-1, 1, *lumas.shape[-2:]))
+        floor = torch.where((brightest >= 0.1) & (brightest <= 0.9), (self.shadow_floor * brightest).clamp_(max=self.shadow_cap), 0.0)
+        return tones, floor

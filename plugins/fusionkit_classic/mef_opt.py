@@ -1,0 +1,77 @@
+"""MEF-Opt: per-image gradient ascent on MEF-SSIM (after Ma et al., IEEE TCI 2018), in the space of
+blend weights rather than pixels, so the result stays a blend of the photographs themselves."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import fusionkit
+from fusionkit.errors import ComponentOptionError
+from fusionkit.models import WeightBlend
+from fusionkit.models.laplacian_blend import pyramid_blend
+
+from .base import FusionMethod
+
+
+class MEFOpt(FusionMethod):
+    """Mertens' weights corrected per image by coarse logits that maximise MEF-SSIM while keeping tones.
+
+    The photos are scaled to ``work_size`` (long side); one logit per exposure and ``cell`` x ``cell``
+    pixels, upsampled bilinearly and added to the log of Mertens' weights, is optimised with Adam for
+    ``iterations`` steps of ``lr`` on ``1 - MEF-SSIM + tone_weight * tones`` (the ``mef_ssim`` and
+    ``tones`` losses); the logits then blend the full-resolution photos in a Laplacian pyramid at
+    every level. Optimising weights, not pixels, measured better edge preservation (Q^AB/F) and fewer
+    crushed shadows than pixel ascent at equal MEF-SSIM (docs/results_real.md).
+    """
+
+    def __init__(
+        self, iterations: int = 60, lr: float = 0.2, cell: int = 8, work_size: int = 640, tone_weight: float = 0.3,
+    ) -> None:
+        super().__init__()
+        for name, value in (("iterations", iterations), ("cell", cell), ("work_size", work_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ComponentOptionError(f"method 'mef_opt': {name} must be a whole number >= 1; got {value!r}")
+        if not lr > 0 or tone_weight < 0:
+            raise ComponentOptionError("method 'mef_opt': lr must be > 0 and tone_weight >= 0")
+        self.iterations, self.lr, self.cell, self.work_size, self.tone_weight = iterations, float(lr), cell, work_size, float(tone_weight)
+        self.mef_ssim = fusionkit.create("loss", "mef_ssim")
+        self.tones = fusionkit.create("loss", "tones")
+        self.blend = WeightBlend("pyramid", "mertens", fine_levels=None)
+
+    def logits(self, exposures: torch.Tensor) -> torch.Tensor:
+        """The optimised coarse logits (N, K, h, w) of (N, K, 3, H, W) exposures."""
+        with torch.inference_mode(False), torch.enable_grad():
+            small = _scaled(exposures.float().clone(), self.work_size)
+            prior = self.blend.prior_weights(small).log()
+            size = small.shape[-2:]
+            z = torch.zeros(*small.shape[:2], -(-size[0] // self.cell) + 1, -(-size[1] // self.cell) + 1, device=small.device, requires_grad=True)
+            optimiser = torch.optim.Adam([z], lr=self.lr)
+            for _ in range(self.iterations):
+                weights = torch.softmax(_upsampled(z, size)[:, :, None] + prior, dim=1)
+                fused = pyramid_blend(small, weights).clamp(0, 1)
+                loss = self.mef_ssim(fused, small, None) + self.tone_weight * self.tones(fused, small, None)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+        return z.detach()
+
+    def fuse(self, exposures: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        z = self.logits(exposures)
+        logits = _upsampled(z, exposures.shape[-2:])
+        return self.blend(exposures.float(), lambda top, bottom: logits[..., top:bottom, :]).to(exposures.dtype)
+
+
+def _scaled(exposures: torch.Tensor, long_side: int) -> torch.Tensor:
+    """(N, K, 3, H, W) scaled (antialiased) so the long side is at most ``long_side``."""
+    h, w = exposures.shape[-2:]
+    if max(h, w) <= long_side:
+        return exposures
+    scale = long_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = F.interpolate(exposures.flatten(0, 1), size=size, mode="bilinear", antialias=True, align_corners=False)
+    return small.clamp_(0, 1).unflatten(0, exposures.shape[:2])
+
+
+def _upsampled(z: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(z, size=tuple(size), mode="bilinear", align_corners=False)
