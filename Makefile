@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean pretrained
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,16 @@ demo: install
 	$(BIN)/fusionkit plugins
 	$(BIN)/fusionkit train --student se_strip --teacher ae
 	$(BIN)/fusionkit bench --json runs/bench.json --markdown runs/bench.md
+
+# The shipped pretrained student's recipe (docs/pretrained.md): real brackets packed at the work size,
+# then MEF-SSIM + tones training of a K-agnostic se_strip. Meant for a GPU (about 7 minutes on an H200).
+PACKED ?= data/packed_real
+pretrained: install
+	$(BIN)/python benchmarks/pack_real_brackets.py $(PACKED)
+	$(BIN)/fusionkit train --stage student --student se_strip --student-option num_inputs=null \
+		--student-option fine_levels=null --loss distill=0 --loss perceptual=0 --loss mef_ssim=1 --loss tones=0.3 \
+		--data $(PACKED) --max-side 512 --crop 256 --batch-size 16 --student-steps 3000 --width 32 --workers 8 \
+		--amp off --run-dir runs/pretrained
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

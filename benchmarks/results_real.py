@@ -27,10 +27,10 @@ from fusionkit.runs.checkpoint import read_recipe
 ROOT = Path(__file__).resolve().parent.parent
 #: (dataset, folder under the data root, metrics, what the rows mean)
 SETS = (
-    ("brackets/test", "brackets/test", ["mef_ssim", "qabf", "nmi"], "19 real brackets, darkest + brightest exposure, no reference"),
+    ("brackets/test", "brackets/test", ["mef_ssim", "qabf", "nmi", "crushed_shadows"], "19 real brackets, darkest + brightest exposure, no reference"),
     ("sice/test", "sice/test", ["psnr", "ssim", "mef_ssim"], "4 SICE scenes, darkest + brightest, reference chosen by SICE's authors"),
 )
-METHODS = ["mertens", "mean"]
+METHODS = ["mertens", "mef_opt", "mean"]
 GRID_SCENES = 3
 GRID_WIDTH = 1400  # pixels across the committed picture
 

@@ -30,6 +30,7 @@ KINDS = (
     "dataset",
     "metric",
     "loss",
+    "pretrained",
 )
 
 

@@ -108,3 +108,17 @@ def normalized_mutual_information(fused: torch.Tensor, exposures: torch.Tensor) 
     joint = torch.bincount(pair.flatten(), minlength=n * k * 65536).view(n, k, 256, 256).to(torch.float64) / pixels
     h_x, h_f, h_xf = _entropy(joint.sum(dim=3)), _entropy(joint.sum(dim=2)), _entropy(joint.flatten(2))
     return (2 * (h_x + h_f - h_xf) / (h_x + h_f)).sum(dim=1)
+
+
+def crushed_shadows(fused: torch.Tensor, exposures: torch.Tensor) -> torch.Tensor:
+    """Fraction of pixels (N,) that the fusion leaves below 2 % luma where the brightest exposure shows
+    them between 10 % and 90 %: shadows the bracket captured but the fusion turned black (lower is better).
+
+    Luma is BT.601 in [0, 1]; the brightest exposure is the one of highest mean luma.
+    """
+    weights = torch.tensor((0.299, 0.587, 0.114), dtype=torch.float64, device=fused.device).view(3, 1, 1)
+    fused_luma = (fused.double() * weights).sum(-3)
+    lumas = (exposures.double() * weights).sum(-3)
+    brightest = lumas[torch.arange(lumas.shape[0]), lumas.mean((-2, -1)).argmax(1)]
+    shown = (brightest >= 0.1) & (brightest <= 0.9)
+    return ((fused_luma < 0.02) & shown).double().mean((-2, -1))

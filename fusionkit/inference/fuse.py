@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +21,7 @@ from .hardware import PRECISIONS, pick_precision, set_threads
 from ..errors import FusionkitError
 from .pipeline import fuse_with_model
 from .tiling import check_tiling
-from ..runs.folders import checkpoints_in, default_student
+from ..runs.folders import checkpoints_in, default_student, latest_run
 
 
 #: Long side, in pixels, at which a weight-map student looks at the photos (see ``fuse_at_work_size``).
@@ -142,7 +143,11 @@ def training_free_method(name: str) -> nn.Module:
 
 def trained_student(checkpoint: Path | None) -> tuple[nn.Module, str]:
     """The student in ``checkpoint`` (a file or run folder), or the latest run's; with its colour mode."""
-    model, recipe = load_model(checkpoints_in(checkpoint)[0] if checkpoint is not None else default_student(), map_location="cpu")
+    if checkpoint is None:
+        checkpoint = default_student()
+        if latest_run() is None:
+            print(f"fusionkit: no trained run in runs/; fusing with the pretrained student {checkpoint.stem}", file=sys.stderr)
+    model, recipe = load_model(checkpoints_in(checkpoint)[0], map_location="cpu")
     if recipe.get("kind") != "student":
         raise FusionkitError(f"--checkpoint {checkpoint}: holds a {recipe.get('kind')}, fuse needs a student")
     return model, recipe.get("color", "rgb")

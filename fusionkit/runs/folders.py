@@ -36,11 +36,16 @@ def latest_run(root: str | Path = RUNS_DIR) -> Path | None:
 
 
 def default_student(root: str | Path = RUNS_DIR) -> Path:
-    """The latest run's student checkpoint, or a one-line error saying how to get one."""
+    """The latest run's student checkpoint, else the first installed ``pretrained`` student, else a one-line error."""
     run = latest_run(root)
-    if run is None:
-        raise FusionkitError(f"no trained run under {root}/; train one with `fusionkit train` or pass --checkpoint")
-    return run / "student.safetensors"
+    if run is not None:
+        return run / "student.safetensors"
+    from .. import available
+
+    shipped = available("pretrained")
+    if not shipped:
+        raise FusionkitError(f"no trained run under {root}/ and no pretrained student installed; train one with `fusionkit train` or pass --checkpoint")
+    return Path(shipped[0].factory())
 
 
 def checkpoint_file(path: str | Path, option: str = "--checkpoint", role: str = "student") -> Path:

@@ -7,7 +7,7 @@ it returns (N,) scores on the inputs' device.
 
 from __future__ import annotations
 
-from fusionkit.evaluation.fusion_metrics import normalized_mutual_information, qabf
+from fusionkit.evaluation.fusion_metrics import crushed_shadows, normalized_mutual_information, qabf
 from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
 from fusionkit.evaluation.metrics import Metric, psnr, ssim
 
@@ -35,3 +35,8 @@ def qabf_metric() -> Metric:
 def nmi_metric() -> Metric:
     """Hossny's normalised mutual information Q_MI, summed over the exposures (0..K)."""
     return Metric("nmi", normalized_mutual_information, higher_is_better=True, needs_reference=False)
+
+
+def crushed_shadows_metric() -> Metric:
+    """Fraction of pixels turned black (< 2 % luma) that the brightest exposure shows (10-90 %); lower is better."""
+    return Metric("crushed_shadows", crushed_shadows, higher_is_better=False, needs_reference=False)

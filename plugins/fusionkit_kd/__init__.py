@@ -8,6 +8,7 @@ from .distill import L1FeatureDistill
 from .head import UpsampleHead, WeightMapHead
 from .students import dense_fusion, kd_baseline, se_strip
 from .teacher import ae
+from .pretrained import se_strip_real
 
 
 @hookimpl
@@ -23,3 +24,4 @@ def register_components(register):
     register("student", "dense_fusion", dense_fusion)
     register("student", "se_strip", se_strip)
     register("teacher", "ae", ae)
+    register("pretrained", "se_strip_real", se_strip_real)
