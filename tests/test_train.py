@@ -199,20 +199,20 @@ def test_y_only_mode_trains_and_fuses_to_rgb(dataset, tmp_path):
     assert fused.shape == (1, 3, 36, 44) and 0 <= float(fused.min()) and float(fused.max()) <= 1
 
 
-def test_recipe_tilts_the_prior_where_the_preset_takes_it():
+def test_recipe_lets_the_learned_weights_choose_every_level_where_the_preset_takes_it():
     """The recipe's student options reach presets that accept them, are recorded, and yield to --student-option."""
     from fusionkit.plugins import get_registry
     from fusionkit.training.config import RECIPE_STUDENT_OPTIONS, TrainConfig
 
-    assert RECIPE_STUDENT_OPTIONS == {"prior_shift": -0.25}
-    assert TrainConfig().student_preset_options()["prior_shift"] == -0.25
-    assert TrainConfig(student_options={"prior_shift": 0}).student_preset_options()["prior_shift"] == 0
+    assert RECIPE_STUDENT_OPTIONS == {"fine_levels": None}
+    assert TrainConfig().student_preset_options()["fine_levels"] is None
+    assert TrainConfig(student_options={"fine_levels": 2}).student_preset_options()["fine_levels"] == 2
     student = fusionkit.create("student", "se_strip", width=8, **{k: v for k, v in TrainConfig().student_preset_options().items() if k != "width"})
-    assert student.blend.prior_shift == -0.25
+    assert student.blend.fine_levels is None
     registry = get_registry()
     registry.register("student", "plain_net", lambda width=8: torch.nn.Identity(), plugin="tests")
     try:
-        assert "prior_shift" not in TrainConfig(student="plain_net").student_preset_options()
+        assert "fine_levels" not in TrainConfig(student="plain_net").student_preset_options()
     finally:
         registry._components.pop(("student", "plain_net"))
-    assert "prior_shift" not in TrainConfig(student="no_such_student").student_preset_options()
+    assert "fine_levels" not in TrainConfig(student="no_such_student").student_preset_options()
