@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from fusionkit.data.brackets import Bracket, find_brackets
 from fusionkit.data.io import read_image, write_image
+from fusionkit.data.transforms import fit_within
 
 ROOT = Path(__file__).resolve().parent.parent
 VALIDATION_EVERY = 5
@@ -27,12 +27,7 @@ def save_scaled(bracket: Bracket, folder: Path, side: int) -> None:
     """Each exposure of ``bracket`` into ``folder`` as NN.jpg, scaled (antialiased) to a long side of at most ``side``."""
     folder.mkdir(parents=True, exist_ok=True)
     for number, path in enumerate(bracket.exposures, 1):
-        image = read_image(path)[None]
-        scale = side / max(image.shape[-2:])
-        if scale < 1:
-            size = [round(n * scale) for n in image.shape[-2:]]
-            image = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
-        write_image(folder / f"{number:02d}.jpg", image[0])
+        write_image(folder / f"{number:02d}.jpg", fit_within(read_image(path), side))
 
 
 def main() -> None:

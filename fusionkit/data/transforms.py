@@ -38,13 +38,15 @@ def random_flip(images: Images, rng: np.random.Generator) -> Images:
 
 
 def fit_within(image: Tensor, max_side: int) -> Tensor:
-    """Downscale a (C, H, W) image so its longer side is at most ``max_side`` (aspect kept; antialiased bilinear)."""
+    """Downscale (..., C, H, W) images so their longer side is at most ``max_side`` (aspect kept; antialiased bilinear)."""
     height, width = image.shape[-2:]
     scale = max_side / max(height, width)
     if scale >= 1:
         return image
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+    flat = image.reshape(-1, *image.shape[-3:])
+    small = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return small.reshape(*image.shape[:-2], *size)
 
 
 class NormStats(NamedTuple):

@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..models.blend import gray
 from .metrics import MetricInputError
 
 #: MATLAB rgb2gray: the luma row of the inverse NTSC YIQ matrix, BT.601's 0.299/0.587/0.114 unrounded.
@@ -116,9 +117,12 @@ def crushed_shadows(fused: torch.Tensor, exposures: torch.Tensor) -> torch.Tenso
 
     Luma is BT.601 in [0, 1]; the brightest exposure is the one of highest mean luma.
     """
-    weights = torch.tensor((0.299, 0.587, 0.114), dtype=torch.float64, device=fused.device).view(3, 1, 1)
-    fused_luma = (fused.double() * weights).sum(-3)
-    lumas = (exposures.double() * weights).sum(-3)
-    brightest = lumas[torch.arange(lumas.shape[0]), lumas.mean((-2, -1)).argmax(1)]
+    brightest = brightest_luma(exposures.double())
     shown = (brightest >= 0.1) & (brightest <= 0.9)
-    return ((fused_luma < 0.02) & shown).double().mean((-2, -1))
+    return ((gray(*fused.double().unbind(-3)) < 0.02) & shown).double().mean((-2, -1))
+
+
+def brightest_luma(exposures: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma (N, H, W) of the exposure of highest mean luma in (N, K, 3, H, W) exposures."""
+    lumas = gray(*exposures.unbind(-3))
+    return lumas[torch.arange(lumas.shape[0], device=lumas.device), lumas.mean((-2, -1)).argmax(1)]

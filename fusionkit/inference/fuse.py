@@ -21,7 +21,7 @@ from .hardware import PRECISIONS, pick_precision, set_threads
 from ..errors import FusionkitError
 from .pipeline import fuse_with_model
 from .tiling import check_tiling
-from ..runs.folders import checkpoints_in, default_student, latest_run
+from ..runs.folders import checkpoints_in, latest_run, shipped_student
 
 
 #: Long side, in pixels, at which a weight-map student looks at the photos (see ``fuse_at_work_size``).
@@ -142,10 +142,13 @@ def training_free_method(name: str) -> nn.Module:
 
 
 def trained_student(checkpoint: Path | None) -> tuple[nn.Module, str]:
-    """The student in ``checkpoint`` (a file or run folder), or the latest run's; with its colour mode."""
+    """The student in ``checkpoint`` (a file or run folder), else the latest run's, else the shipped one; with its colour mode."""
     if checkpoint is None:
-        checkpoint = default_student()
-        if latest_run() is None:
+        run = latest_run()
+        if run is not None:
+            checkpoint = run / "student.safetensors"
+        else:
+            checkpoint = shipped_student()
             print(f"fusionkit: no trained run in runs/; fusing with the pretrained student {checkpoint.stem}", file=sys.stderr)
     model, recipe = load_model(checkpoints_in(checkpoint)[0], map_location="cpu")
     if recipe.get("kind") != "student":

@@ -35,11 +35,8 @@ def latest_run(root: str | Path = RUNS_DIR) -> Path | None:
     return max(done, key=lambda p: (p / "student.json").stat().st_mtime) if done else None
 
 
-def default_student(root: str | Path = RUNS_DIR) -> Path:
-    """The latest run's student checkpoint, else the first installed ``pretrained`` student, else a one-line error."""
-    run = latest_run(root)
-    if run is not None:
-        return run / "student.safetensors"
+def shipped_student(root: str | Path = RUNS_DIR) -> Path:
+    """The first installed ``pretrained`` student, for when ``root`` holds no trained run; else a one-line error."""
     from .. import available
 
     shipped = available("pretrained")

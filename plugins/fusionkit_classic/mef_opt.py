@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import fusionkit
+from fusionkit.data.transforms import fit_within
 from fusionkit.errors import ComponentOptionError
 from fusionkit.models import WeightBlend
 from fusionkit.models.laplacian_blend import pyramid_blend
@@ -25,6 +26,9 @@ class MEFOpt(FusionMethod):
     crushed shadows than pixel ascent at equal MEF-SSIM (docs/results_real.md).
     """
 
+    #: Seconds a pair on a CPU: ``fusionkit bench`` runs it only when named with --methods.
+    optimises_per_image = True
+
     def __init__(
         self, iterations: int = 60, lr: float = 0.2, cell: int = 8, work_size: int = 640, tone_weight: float = 0.3,
     ) -> None:
@@ -42,7 +46,7 @@ class MEFOpt(FusionMethod):
     def logits(self, exposures: torch.Tensor) -> torch.Tensor:
         """The optimised coarse logits (N, K, h, w) of (N, K, 3, H, W) exposures."""
         with torch.inference_mode(False), torch.enable_grad():
-            small = _scaled(exposures.float().clone(), self.work_size)
+            small = fit_within(exposures.float().clone(), self.work_size)
             prior = self.blend.prior_weights(small).log()
             size = small.shape[-2:]
             z = torch.zeros(*small.shape[:2], -(-size[0] // self.cell) + 1, -(-size[1] // self.cell) + 1, device=small.device, requires_grad=True)
@@ -60,17 +64,6 @@ class MEFOpt(FusionMethod):
         z = self.logits(exposures)
         logits = _upsampled(z, exposures.shape[-2:])
         return self.blend(exposures.float(), lambda top, bottom: logits[..., top:bottom, :]).to(exposures.dtype)
-
-
-def _scaled(exposures: torch.Tensor, long_side: int) -> torch.Tensor:
-    """(N, K, 3, H, W) scaled (antialiased) so the long side is at most ``long_side``."""
-    h, w = exposures.shape[-2:]
-    if max(h, w) <= long_side:
-        return exposures
-    scale = long_side / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    small = F.interpolate(exposures.flatten(0, 1), size=size, mode="bilinear", antialias=True, align_corners=False)
-    return small.clamp_(0, 1).unflatten(0, exposures.shape[:2])
 
 
 def _upsampled(z: torch.Tensor, size) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusionkit.errors import ComponentOptionError
+from fusionkit.evaluation.fusion_metrics import brightest_luma
 from fusionkit.evaluation.mef_ssim import SCALE_WEIGHTS, WINDOW, mef_ssim
 from fusionkit.models.blend import GRAY, gray, mertens_weights
 from fusionkit.models.laplacian_blend import pyramid_blend
@@ -107,7 +108,6 @@ class ToneLoss(nn.Module):
         mertens = pyramid_blend(exposures, mertens_weights(exposures)).clamp_(0, 1)
         block = min(self.block, *exposures.shape[-2:])
         tones = F.avg_pool2d(gray(*mertens.unbind(-3))[:, None], block, ceil_mode=True)
-        lumas = gray(*exposures.unbind(-3))
-        brightest = lumas.gather(1, lumas.mean((-2, -1)).argmax(1).view(-1, 1, 1, 1).expand(-1, 1, *lumas.shape[-2:]))
+        brightest = brightest_luma(exposures)[:, None]
         floor = torch.where((brightest >= 0.1) & (brightest <= 0.9), (self.shadow_floor * brightest).clamp_(max=self.shadow_cap), 0.0)
         return tones, floor
