@@ -96,7 +96,7 @@ def test_score_prints_one_json_object(tmp_path):
     result = CliRunner().invoke(cli, ["score", paths[2], "--inputs", paths[0], paths[1], "--json"])
     assert result.exit_code == 0, result.output
     scores = json.loads(result.output)
-    assert set(scores) == {"mef_ssim", "qabf", "nmi"}  # no reference: no-reference metrics only
+    assert set(scores) == {"mef_ssim", "qabf", "nmi", "crushed_shadows"}  # no reference: no-reference metrics only
     result = CliRunner().invoke(cli, ["score", paths[2], "--inputs", paths[0], paths[1], "--reference", paths[0], "--metric", "psnr", "--json"])
     assert result.exit_code == 0 and set(json.loads(result.output)) == {"psnr"}
     result = CliRunner().invoke(cli, ["score", paths[2], paths[0]])

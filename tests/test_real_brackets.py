@@ -70,7 +70,7 @@ def test_bench_without_a_reference_reports_no_reference_metrics_only(unreference
     assert "mertens" in labels and "best_input" not in labels  # the oracle has nothing to look at
     for model in report["models"]:
         assert set(model["quality"]) == {"extremes"}
-        assert set(model["quality"]["extremes"]) == {"mef_ssim", "qabf", "nmi", "pairs"}
+        assert set(model["quality"]["extremes"]) == {"mef_ssim", "qabf", "nmi", "crushed_shadows", "pairs"}
         assert model["quality"]["extremes"]["pairs"] == 2
     assert "MEF-SSIM" in result.output and "PSNR" not in result.output
 

@@ -52,7 +52,7 @@ def test_short_run_lowers_loss_and_writes_everything(dataset, tmp_path):
     recipe = read_recipe(run / "student")
     assert recipe["complete"] and recipe["step"] == 48 and recipe["name"] == "se_strip"
     assert recipe["plugins"] == {"fusionkit": fusionkit.__version__}
-    assert recipe["losses"] == {"mef_ssim": 1.0, "distill": 1.0}  # l1 off by default, perceptual set to 0
+    assert recipe["losses"] == {"mef_ssim": 1.0, "tones": 0.3, "distill": 1.0}  # l1 off by default, perceptual set to 0
     assert recipe["val_psnr"] > 5
     assert {"loss_mef_ssim", "loss_distill", "samples_per_s"} <= set(logged(run, "student")[0])
     model, _ = load_model(run / "student")  # rebuilt from the recipe alone

@@ -12,7 +12,7 @@ from ..errors import FusionkitError
 @click.command()
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset root (exposure-errors or brackets layout); default: the embedded sample set.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(), help="A student/teacher .safetensors or a run folder; repeatable. Default: the latest run in runs/.")
-@click.option("--methods", help="Training-free methods to compare (comma-separated; '' for none)  [default: every registered method]")
+@click.option("--methods", help="Training-free methods to compare (comma-separated; '' for none)  [default: every registered method but those that optimise each image, such as mef_opt]")
 @click.option("--metric", "metrics", multiple=True, help="A metric to compute (repeatable)  [default: every registered metric the data allows]")
 @click.option("--exposures", default="2", show_default=True, help="Exposures per bracket scene: 2 = darkest and brightest (the MEF protocol), N spread from darkest to brightest, or 'all'.")
 @click.option("--max-side", type=click.IntRange(min=16), help="Downscale test images so their longer side is at most this.")
@@ -57,7 +57,8 @@ def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metr
     if methods is None:
         from .. import available
 
-        names = [c.name for c in available("method")]
+        # Methods that optimise each image (mef_opt) take seconds a pair: only when named.
+        names = [c.name for c in available("method") if not getattr(c.factory, "optimises_per_image", False)]
     else:
         names = [m.strip() for m in methods.split(",") if m.strip()]
     if not paths and not names:

@@ -3,7 +3,8 @@
 Contract of a ``method`` component: its factory takes keyword options only and returns an
 ``nn.Module`` whose ``forward(exposures, reference=None)`` takes ``exposures`` shaped
 (N, K, C, H, W), float in [0, 1], any K >= 1 and C = 3, and returns (N, C, H, W) in [0, 1].
-The module's ``needs_reference`` is True only for oracles, which read the ground truth
+A factory whose ``optimises_per_image`` is True (``mef_opt``) takes seconds a pair, so ``fusionkit bench``
+runs it only when named. The module's ``needs_reference`` is True only for oracles, which read the ground truth
 ``reference`` (N, C, H, W) and raise a FusionkitError without it.
 """
 
