@@ -24,7 +24,7 @@ class MEFOpt(FusionMethod):
     ``iterations`` steps of ``lr`` on ``1 - MEF-SSIM + tone_weight * tones`` (the ``mef_ssim`` and
     ``tones`` losses); the logits then blend the full-resolution photos in a Laplacian pyramid at
     every level. Optimising weights, not pixels, measured better edge preservation (Q^AB/F) and fewer
-    crushed shadows than pixel ascent at equal MEF-SSIM (docs/results_real.md).
+    crushed shadows than pixel ascent (docs/pretrained.md, "What was tried").
     """
 
     #: Seconds a pair on a CPU: ``fusionkit bench`` runs it only when named with --methods.
