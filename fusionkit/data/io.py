@@ -139,6 +139,8 @@ def _to_chw_float(array: np.ndarray, path: Path) -> np.ndarray:
     elif array.dtype == np.uint16:
         chw /= 65535
     elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(chw).all():  # NaN would turn the whole fusion black through the pyramid
+            raise ImageFileError(f"cannot use image {path}: it holds non-finite pixel values (NaN or infinity)")
         np.clip(chw, 0, 1, out=chw)
     elif array.dtype != np.bool_:
         raise ImageFileError(f"cannot read image {path}: unsupported pixel type {array.dtype}")

@@ -77,13 +77,30 @@ def check_not_foreign(root: Path, name: str, what: str) -> None:
 
 
 def _remove_previous(root: Path, previous: dict | None) -> None:
-    """Delete the files an older or interrupted output listed, and the folders that leaves empty."""
+    """Delete the files an older or interrupted output listed, and the folders that leaves empty.
+
+    The manifest may have been written by anyone: a listed path is deleted only if it stays inside
+    ``root`` without passing through a link, so no manifest can reach a file elsewhere.
+    """
     folders = set()
     for relative in (previous or {}).get("files", {}):
-        if ".." in Path(relative).parts or Path(relative).is_absolute():
+        path = _inside(root, relative)
+        if path is None:
             continue
-        (root / relative).unlink(missing_ok=True)
-        folders.update((root / relative).parents)
+        path.unlink(missing_ok=True)
+        folders.update(path.parents)
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):  # deepest first
         if folder != root and root in folder.parents and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+
+
+def _inside(root: Path, relative: Any) -> Path | None:
+    """``root / relative`` if it names a place inside ``root`` reached through real folders only, else None."""
+    if not isinstance(relative, str) or Path(relative).is_absolute() or ".." in Path(relative).parts:
+        return None
+    path = root
+    for part in Path(relative).parts[:-1]:
+        path = path / part
+        if path.is_symlink() or not path.is_dir():
+            return None
+    return path / Path(relative).name  # a link there is itself deleted, never what it points to
