@@ -1,5 +1,6 @@
-"""Files fusionkit did not write are not trusted: a crafted manifest deletes nothing outside its folder,
-and photos with non-finite pixels are refused with one line naming the file."""
+"""Inputs fusionkit did not make are not trusted: a crafted manifest deletes nothing outside its folder,
+photos with non-finite pixels are refused with one line naming the file, and scores that are not
+numbers never reach JSON output as NaN."""
 
 from __future__ import annotations
 
@@ -56,3 +57,23 @@ def test_non_finite_pixels_are_refused_naming_the_file(tmp_path, bad):
         read_image(path)
     message = str(caught.value)
     assert str(path) in message and "non-finite" in message and "\n" not in message
+
+
+def test_score_json_is_strict_json_with_null_and_a_reason_for_undefined_metrics(tmp_path):
+    from click.testing import CliRunner
+
+    from fusionkit.cli.main import cli
+    from fusionkit.data.io import write_image
+    import torch
+
+    flat = [write_image(tmp_path / f"{name}.png", torch.full((3, 64, 64), value)) for name, value in (("f", 0.5), ("a", 0.0), ("b", 0.0))]
+    result = CliRunner().invoke(cli, ["score", str(flat[0]), "--inputs", str(flat[1]), str(flat[2]), "--metric", "qabf", "--json"])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    scores = json.loads(result.output, parse_constant=refuse)
+    assert scores["qabf"] is None and "flat" in scores["undefined"]["qabf"]
+    text = CliRunner().invoke(cli, ["score", str(flat[0]), "--inputs", str(flat[1]), str(flat[2]), "--metric", "qabf"])
+    assert text.exit_code == 0 and "undefined (" in text.output

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
 
 from ..errors import FusionkitError
+
+#: Why a metric can have no value: its formula divides 0 by 0 on images without edges or variation.
+UNDEFINED = "not defined for these images: flat (no edges or variation), so the formula divides 0 by 0"
 
 
 @click.command()
@@ -28,9 +32,14 @@ def score(images: tuple[Path, ...], has_inputs: bool, reference: Path | None, me
     if not has_inputs or not inputs:
         raise FusionkitError("give the exposures FUSED was made from: fusionkit score FUSED --inputs A B [C ...]")
     scores = score_files(fused, inputs, reference, list(metrics) or None, metric_space)
-    if as_json:
-        click.echo(json.dumps(scores))
+    undefined = {name: UNDEFINED for name, value in scores.items() if not math.isfinite(value)}
+    if as_json:  # strict JSON: a score that is not a number is null, with the reason beside it
+        finite = {name: None if name in undefined else value for name, value in scores.items()}
+        click.echo(json.dumps({**finite, **({"undefined": undefined} if undefined else {})}))
         return
     width = max(len(name) for name in scores)
     for name, value in scores.items():
-        click.echo(f"{name:<{width}}  {value:.4f}" if name != "psnr" else f"{name:<{width}}  {value:.2f} dB")
+        if name in undefined:
+            click.echo(f"{name:<{width}}  undefined ({UNDEFINED})")
+        else:
+            click.echo(f"{name:<{width}}  {value:.4f}" if name != "psnr" else f"{name:<{width}}  {value:.2f} dB")
