@@ -148,6 +148,17 @@ BAD_INPUTS = [
     ("train-empty-data", [*TRAIN, "--data", "empty"], "empty", True),
     ("train-teacher-is-a-photo", [*TRAIN, "--data", "DATA", "--stage", "student", "--teacher-checkpoint", "under.jpg"], "--teacher-checkpoint under.jpg: not a checkpoint", True),
     ("train-run-dir-holds-a-run", ["train", "--run-dir", "runs/tiny", *TINY_ARGS, "--data", "DATA"], "already holds a run", True),
+    ("bench-size-0", [*BENCH, "--data", "DATA", "--size", "0"], "--size must be a whole number >= 16, got 0", True),
+    ("bench-batch-0", [*BENCH, "--data", "DATA", "--batch", "0"], "--batch must be a whole number >= 1, got 0", True),
+    ("bench-iters-negative", [*BENCH, "--data", "DATA", "--iters", "-3"], "--iters must be a whole number >= 1, got -3", True),
+    ("bench-warmup-negative", [*BENCH, "--data", "DATA", "--warmup", "-1", "--iters", "1"], "--warmup must be a whole number >= 0, got -1", True),
+    ("bench-max-scenes-0", [*BENCH, "--data", "DATA", "--max-scenes", "0"], "--max-scenes must be a whole number >= 1, got 0", True),
+    ("bench-max-scenes-negative", [*BENCH, "--data", "DATA", "--max-scenes", "-1"], "--max-scenes must be a whole number >= 1, got -1", True),
+    ("bench-json-is-the-csv", [*BENCH, "--data", "DATA", "--json", "x.out", "--csv", "x.out"], "--json and --csv name the same file x.out", True),
+    ("bench-grid-bmp", [*BENCH, "--data", "DATA", "--grid", "g.bmp"], "--grid g.bmp: the grid is written as PNG or JPEG", True),
+    ("train-seed-negative", [*TRAIN, "--data", "DATA", "--seed", "-1"], "--seed must be a whole number from 0 to 2**63 - 1, got -1", True),
+    ("train-seed-huge", [*TRAIN, "--data", "DATA", "--seed", str(2**70)], "--seed must be a whole number from 0 to 2**63 - 1", True),
+    ("train-loss-option-unknown-loss", [*TRAIN, "--data", "DATA", "--loss-option", "mef_sim.space=rgb"], "--loss-option mef_sim.space: no loss term 'mef_sim'", True),
 ]
 
 
@@ -414,3 +425,9 @@ def test_plugins_shows_a_name_two_plugins_claim(restore_registry):
 def test_checkpoint_paths_keep_every_dot_but_the_last_suffix():
     assert paths("run/student.best.safetensors") == tuple(Path(f"run/student.best{e}") for e in (".safetensors", ".json", ".state.pt"))
     assert paths("run/student") == paths("run/student.safetensors")
+
+
+def test_bench_grid_is_written_in_the_format_its_name_says(work, data):
+    result = invoke(*BENCH, "--data", str(data), "--grid", "g.jpg")
+    assert result.exit_code == 0, result.output
+    assert Path("g.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, not PNG bytes under a .jpg name

@@ -8,6 +8,9 @@ import click
 
 from ..errors import FusionkitError
 
+#: The picture formats the grid is written in.
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
+
 
 @click.command()
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset root (exposure-errors or brackets layout); default: the embedded sample set.")
@@ -31,7 +34,7 @@ from ..errors import FusionkitError
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every figure as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Write the table as Markdown.")
-@click.option("--grid", "grid_path", type=click.Path(dir_okay=False), help="PNG grid: inputs | each model | ground truth  [default: bench_grid.png next to --json, or none]")
+@click.option("--grid", "grid_path", type=click.Path(dir_okay=False), help="Picture grid, PNG or JPEG by its name: inputs | each model | ground truth  [default: bench_grid.png next to --json, or none]")
 def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metric_space, size, batch, iters, warmup, device, amp, channels_last, compile_model,
           max_scenes, no_speed, json_path, csv_path, markdown_path, grid_path) -> None:
     """Quality (PSNR, SSIM, MEF-SSIM, ...) on the test split, and speed, side by side.
@@ -43,11 +46,20 @@ def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metr
     from ..evaluation.report import format_table, write_report
     from ..runs.folders import checkpoints_in, latest_run
 
+    for option, value, minimum in (("--size", size, 16), ("--batch", batch, 1), ("--iters", iters, 1), ("--warmup", warmup, 0),
+                                   ("--max-scenes", max_scenes, 1)):
+        if value is not None and value < minimum:
+            raise FusionkitError(f"{option} must be a whole number >= {minimum}, got {value}")
     if grid_path is None and json_path:
         grid_path = str(Path(json_path).with_name("bench_grid.png"))
-    for option, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", markdown_path), ("--grid", grid_path)):
-        if path:
-            check_writable(path, option)  # before the work, not after it
+    if grid_path and Path(grid_path).suffix.lower() not in GRID_SUFFIXES:
+        raise FusionkitError(f"--grid {grid_path}: the grid is written as PNG or JPEG; end the name in {', '.join(GRID_SUFFIXES)}")
+    outputs = [(option, path) for option, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", markdown_path), ("--grid", grid_path)) if path]
+    for index, (option, path) in enumerate(outputs):
+        for other, other_path in outputs[:index]:
+            if Path(other_path).resolve() == Path(path).resolve():
+                raise FusionkitError(f"{other} and {option} name the same file {path}; give each its own")
+        check_writable(path, option)  # before the work, not after it
     if checkpoints:
         paths = [p for c in checkpoints for p in checkpoints_in(c)]
     else:

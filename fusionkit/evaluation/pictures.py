@@ -28,7 +28,9 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], pad: int = 4) -> np.ndarr
 
 
 def save_grid(path: Path, rows: Sequence[Sequence[torch.Tensor]]) -> Path:
+    """The grid as a picture in the format its name says (.png, .jpg or .jpeg), written atomically."""
     import imageio.v3 as iio
 
     grid = image_grid(rows)
-    return write_atomic(path, lambda tmp: iio.imwrite(tmp, grid, extension=".png"))
+    extension = ".jpg" if Path(path).suffix.lower() in (".jpg", ".jpeg") else ".png"
+    return write_atomic(path, lambda tmp: iio.imwrite(tmp, grid, extension=extension))

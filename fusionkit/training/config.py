@@ -183,6 +183,14 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, key)
         if not isinstance(value, int) or value < 1:
             raise FusionkitError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or not 0 <= config.seed < 2**63:
+        raise FusionkitError(f"--seed must be a whole number from 0 to 2**63 - 1, got {config.seed!r}")
+    unknown = sorted(set(config.loss_options) - set(config.losses))
+    if unknown:
+        option = next(iter(config.loss_options[unknown[0]]), "KEY")
+        raise FusionkitError(
+            f"--loss-option {unknown[0]}.{option}: no loss term {unknown[0]!r} in this run (its terms: {', '.join(config.losses)})"
+        )
     if not isinstance(config.workers, int) or config.workers < 0:
         raise FusionkitError(f"--workers must be 0 (load in this process) or more, got {config.workers!r}")
     if config.crop % 4:
