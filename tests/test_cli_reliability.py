@@ -159,6 +159,7 @@ BAD_INPUTS = [
     ("train-seed-negative", [*TRAIN, "--data", "DATA", "--seed", "-1"], "--seed must be a whole number from 0 to 2**63 - 1, got -1", True),
     ("train-seed-huge", [*TRAIN, "--data", "DATA", "--seed", str(2**70)], "--seed must be a whole number from 0 to 2**63 - 1", True),
     ("train-loss-option-unknown-loss", [*TRAIN, "--data", "DATA", "--loss-option", "mef_sim.space=rgb"], "--loss-option mef_sim.space: no loss term 'mef_sim'", True),
+    ("train-prior-shift-not-a-number", [*TRAIN, "--data", "DATA", "--student-option", "prior_shift=abc"], "prior_shift must be a number, got 'abc'", True),
 ]
 
 
@@ -431,3 +432,22 @@ def test_bench_grid_is_written_in_the_format_its_name_says(work, data):
     result = invoke(*BENCH, "--data", str(data), "--grid", "g.jpg")
     assert result.exit_code == 0, result.output
     assert Path("g.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, not PNG bytes under a .jpg name
+
+
+def test_a_config_whose_losses_are_not_a_mapping_is_one_line(work, data):
+    Path("c.yaml").write_text("losses: 5\n")
+    assert_one_line_error(invoke(*TRAIN, "--data", data, "--config", "c.yaml"), "losses must map loss names to weights, got 5")
+
+
+def test_float_pixels_above_one_are_clipped_with_a_warning_naming_the_file(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    import numpy as np
+
+    from fusionkit.data.io import read_image
+    from fusionkit.errors import FusionkitWarning
+
+    path = tmp_path / "in_0_255.tif"
+    tifffile.imwrite(path, np.full((8, 8, 3), 200.0, dtype=np.float32))
+    with pytest.warns(FusionkitWarning, match="in_0_255.tif.*above 1"):
+        image = read_image(path)
+    assert float(image.max()) == 1.0

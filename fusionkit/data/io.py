@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import FusionkitWarning
 from .atomic import atomic_path
 from .errors import ImageFileError
 
@@ -141,6 +143,9 @@ def _to_chw_float(array: np.ndarray, path: Path) -> np.ndarray:
     elif np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(chw).all():  # NaN would turn the whole fusion black through the pyramid
             raise ImageFileError(f"cannot use image {path}: it holds non-finite pixel values (NaN or infinity)")
+        if chw.size and chw.max() > 1:
+            warnings.warn(f"{path}: float pixels reach {chw.max():.4g}, above 1; they are clipped to 1 "
+                          "(float images are read as 0..1)", FusionkitWarning, stacklevel=2)
         np.clip(chw, 0, 1, out=chw)
     elif array.dtype != np.bool_:
         raise ImageFileError(f"cannot read image {path}: unsupported pixel type {array.dtype}")

@@ -8,6 +8,7 @@ and blends the photographs themselves, so a learned fusion keeps their detail an
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -106,6 +107,8 @@ class WeightBlend(nn.Module):
                 "fine_levels keeps the prior's tones: it needs blend mode 'pyramid' and prior 'mertens' "
                 "(pass fine_levels=null to let the learned weights choose every level)"
             )
+        if isinstance(prior_shift, bool) or not isinstance(prior_shift, (int, float)) or not math.isfinite(prior_shift):
+            raise ComponentOptionError(f"prior_shift must be a number, got {prior_shift!r}")
         if prior_shift and prior != "mertens":
             raise ComponentOptionError("prior_shift tilts Mertens' weights: it needs prior 'mertens'")
         self.mode, self.prior, self.levels, self.keep_balance, self.fine_levels = mode, prior, levels, keep_balance, fine_levels

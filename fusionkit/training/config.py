@@ -175,6 +175,10 @@ def _finite(value: Any) -> bool:
 
 def validate(config: TrainConfig) -> None:
     """One-line errors for option values no run can use, before anything is built or written."""
+    for key in ("losses", "loss_options", "student_options", "distill_options"):
+        if not isinstance(getattr(config, key), dict):
+            what = "loss names to weights" if key == "losses" else "names to values"
+            raise FusionkitError(f"{key} must map {what}, got {getattr(config, key)!r}")
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
             raise FusionkitError(f"--{key.replace('_', '-')} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
