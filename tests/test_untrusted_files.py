@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fusionkit.data.io import read_image
 from fusionkit.data.manifest import ensure_generated
@@ -77,3 +78,28 @@ def test_score_json_is_strict_json_with_null_and_a_reason_for_undefined_metrics(
     assert scores["qabf"] is None and "flat" in scores["undefined"]["qabf"]
     text = CliRunner().invoke(cli, ["score", str(flat[0]), "--inputs", str(flat[1]), str(flat[2]), "--metric", "qabf"])
     assert text.exit_code == 0 and "undefined (" in text.output
+
+
+def test_exif_orientation_is_applied_when_reading(tmp_path):
+    from PIL import Image
+
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)  # 40 wide, 20 high, left half white
+    pixels[:, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    image = read_image(path)
+    assert image.shape == (3, 40, 20)  # shown upright: 20 wide, 40 high
+    assert image[:, :20].mean() > 0.9 and image[:, 20:].mean() < 0.1  # the white half is now on top
+
+
+def test_cmyk_jpeg_is_read_as_its_rgb_colours(tmp_path):
+    from PIL import Image
+
+    rgb = Image.new("RGB", (16, 16), (200, 40, 40))
+    path = tmp_path / "cmyk.jpg"
+    rgb.convert("CMYK").save(path, quality=95)
+    image = read_image(path)
+    assert image.shape == (3, 16, 16)
+    assert torch.allclose(image.mean((1, 2)), torch.tensor([200, 40, 40]) / 255, atol=0.04)

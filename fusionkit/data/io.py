@@ -96,7 +96,9 @@ def _decode(path: Path) -> np.ndarray:
     if suffix == ".png" and _is_16bit_colour_png(path):
         cv2 = _opencv(path)
         return iio.imread(path, plugin="opencv", flags=cv2.IMREAD_UNCHANGED)
-    return iio.imread(path, plugin="pillow")
+    # Shown as a viewer shows it: EXIF orientation applied, CMYK (print) JPEGs converted to RGB.
+    cmyk = suffix in (".jpg", ".jpeg") and iio.immeta(path, plugin="pillow").get("mode") == "CMYK"
+    return iio.imread(path, plugin="pillow", rotate=True, **({"mode": "RGB"} if cmyk else {}))
 
 
 def _encode(tmp: Path, suffix: str, pixels: np.ndarray, quality: int) -> None:
