@@ -1,5 +1,5 @@
 """``python -m fusionkit`` runs the command line."""
 
-from .cli.main import main
+from .cli import main
 
 main()

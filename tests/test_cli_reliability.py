@@ -28,7 +28,7 @@ from fusionkit.plugins import build_registry, get_registry, set_registry
 from fusionkit.runs.checkpoint import paths, read_recipe
 from fusionkit.training.config import make_config
 from fusionkit.training.engine import train
-from tests.fake_exposure_data import make_fake_dataset
+from tests.fake_exposure_data import make_fake_brackets, make_fake_dataset
 
 #: The smallest run that trains both stages: a few seconds on a 2-core CPU.
 TINY = {"width": 4, "crop": 32, "batch_size": 2, "teacher_steps": 2, "student_steps": 2, "log_every": 1, "device": "cpu"}
@@ -48,6 +48,12 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def bare(tmp_path_factory) -> Path:
+    """Real-bracket layout without reference images: one test scene of two exposures."""
+    return make_fake_brackets(tmp_path_factory.mktemp("bare"), {"test": 1}, exposures=2, reference=False)
+
+
+@pytest.fixture(scope="module")
 def run(data, tmp_path_factory) -> Path:
     """A trained run folder (teacher and student)."""
     return train(make_config({**TINY, "data": str(data), "run_dir": str(tmp_path_factory.mktemp("run") / "tiny")}))
@@ -61,6 +67,8 @@ def work(run, tmp_path, monkeypatch) -> Path:
         write_image(name, (torch.linspace(0, 1, 52).expand(3, 36, 52) * gain).clamp(0, 1))
     write_image("small.jpg", torch.rand(3, 20, 30))
     write_image("existing.png", torch.rand(3, 36, 52))
+    write_image("protected.png", torch.rand(3, 36, 52))
+    Path("protected.png").chmod(0o444)
     copy_run(run, tmp_path / "runs" / "tiny")
     Path("blocker").write_text("a file, not a folder\n")
     Path("empty").mkdir()
@@ -118,7 +126,7 @@ FUSE = ["fuse", "under.jpg", "over.jpg"]
 BENCH = ["bench", "--checkpoint", "runs/tiny", "--methods", "", "--no-speed", "--max-scenes", "1"]
 TRAIN = ["train", "--run-dir", "r", *TINY_ARGS]
 
-#: (id, arguments ("DATA" is the dataset), text of the one-line error, refused before any work)
+#: (id, arguments ("DATA" is the dataset, "BARE" brackets without references), text of the one-line error, refused before any work)
 BAD_INPUTS = [
     ("fuse-output-is-an-input", [*FUSE, "-o", "under.jpg", "--method", "mean"], "-o under.jpg is the input under.jpg", True),
     ("fuse-output-links-to-an-input", [*FUSE, "-o", "link.jpg", "--method", "mean"], "-o link.jpg is the input under.jpg", True),
@@ -134,11 +142,13 @@ BAD_INPUTS = [
     ("fuse-bad-extension", [*FUSE, "-o", "f.gif", "--method", "mean"], "use a .png, .jpg or .tif", True),
     ("fuse-method-typo", [*FUSE, "-o", "f.png", "--method", "mertnes"], "did you mean 'mertens'", True),
     ("fuse-sizes-differ", ["fuse", "under.jpg", "small.jpg", "-o", "f.png", "--method", "mean"], "differ in size", False),
+    ("fuse-output-write-protected", [*FUSE, "-o", "protected.png", "--method", "mean"], "-o protected.png: the file is write-protected", True),
     ("fuse-missing-input", ["fuse", "under.jpg", "nope.jpg", "-o", "f.png", "--method", "mean"], "nope.jpg", False),
     ("bench-json-folder-is-a-file", [*BENCH, "--data", "DATA", "--json", "blocker/b.json"], "--json blocker/b.json", True),
     ("bench-csv-folder-is-a-file", [*BENCH, "--data", "DATA", "--csv", "blocker/b.csv"], "--csv blocker/b.csv", True),
     ("bench-markdown-folder-is-a-file", [*BENCH, "--data", "DATA", "--markdown", "blocker/b.md"], "--markdown blocker/b.md", True),
     ("bench-grid-folder-is-a-file", [*BENCH, "--data", "DATA", "--grid", "blocker/g.png"], "--grid blocker/g.png", True),
+    ("bench-json-write-protected", [*BENCH, "--data", "DATA", "--json", "protected.png"], "--json protected.png: the file is write-protected", True),
     ("bench-device-gpu", [*BENCH, "--data", "DATA", "--device", "gpu"], "--device gpu: not a device", False),
     ("bench-checkpoint-is-a-photo", ["bench", "--data", "DATA", "--checkpoint", "under.jpg", "--methods", ""], "under.jpg: not a checkpoint", True),
     ("train-width-0", [*TRAIN, "--data", "DATA", "--width", "0"], "--width must be a positive integer, got 0", True),
@@ -155,6 +165,7 @@ BAD_INPUTS = [
     ("bench-max-scenes-0", [*BENCH, "--data", "DATA", "--max-scenes", "0"], "--max-scenes must be a whole number >= 1, got 0", True),
     ("bench-max-scenes-negative", [*BENCH, "--data", "DATA", "--max-scenes", "-1"], "--max-scenes must be a whole number >= 1, got -1", True),
     ("bench-json-is-the-csv", [*BENCH, "--data", "DATA", "--json", "x.out", "--csv", "x.out"], "--json and --csv name the same file x.out", True),
+    ("bench-psnr-without-reference", [*BENCH, "--data", "BARE", "--methods", "mean", "--metric", "psnr"], "metric psnr compares with a reference image", False),
     ("bench-grid-bmp", [*BENCH, "--data", "DATA", "--grid", "g.bmp"], "--grid g.bmp: the grid is written as PNG or JPEG", True),
     ("train-seed-negative", [*TRAIN, "--data", "DATA", "--seed", "-1"], "--seed must be a whole number from 0 to 2**63 - 1, got -1", True),
     ("train-seed-huge", [*TRAIN, "--data", "DATA", "--seed", str(2**70)], "--seed must be a whole number from 0 to 2**63 - 1", True),
@@ -164,9 +175,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("args, text, up_front", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
-def test_bad_input_is_one_line_exit_1_and_changes_no_file(work, data, spies, args, text, up_front):
+def test_bad_input_is_one_line_exit_1_and_changes_no_file(work, data, bare, spies, args, text, up_front):
     before = snapshot(work)
-    result = invoke(*[data if a == "DATA" else a for a in args])
+    result = invoke(*[{"DATA": data, "BARE": bare}.get(a, a) for a in args])
     line = assert_one_line_error(result, text)
     assert line.startswith("Error: ")
     assert snapshot(work) == before
@@ -392,6 +403,53 @@ def test_sigint_during_fuse_exits_130_with_one_line(work):
     assert process.wait(timeout=60) == 130, stderr
     assert [line for line in stderr.splitlines() if line.strip()] == ["fusionkit: interrupted"]
     assert not Path("f.png").exists()
+
+
+def test_score_out_of_memory_is_one_line_naming_the_metric_and_size(work, monkeypatch):
+    """A metric that cannot get its memory (a huge photo on a small machine) gives the size and what to try."""
+    import fusionkit.evaluation.fusion_metrics as metrics_module
+
+    def no_memory(*args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 9600000000 bytes")
+
+    monkeypatch.setattr(metrics_module, "_gray_inputs", no_memory)
+    result = invoke("score", "existing.png", "--inputs", "under.jpg", "over.jpg", "--metric", "qabf")
+    line = assert_one_line_error(result, "out of memory computing qabf on 52x36 images (existing.png)")
+    assert "downscaled copy" in line
+
+
+def test_ctrl_c_while_the_commands_load_exits_130_with_one_line():
+    """Ctrl-C during the first seconds (torch and the plugins importing) is exit 130 and one line, no traceback."""
+    script = (
+        "import builtins, sys\n"
+        "real_import = builtins.__import__\n"
+        "def interrupted(name, *args, **kwargs):\n"
+        "    if name == 'torch':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupted\n"
+        "from fusionkit.cli import main\n"
+        "main(['plugins'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines() == ["fusionkit: interrupted"]
+
+
+def test_sigint_at_start_up_exits_130_with_one_line(tmp_path):
+    """A real SIGINT half a second after the installed command starts, while torch is still loading."""
+    command = Path(sys.executable).with_name("fusionkit")
+    process = subprocess.Popen([str(command), "plugins"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        process.wait(timeout=0.5)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) in (0, 130), stderr
+    assert "Traceback" not in stderr
+    if process.returncode == 130:
+        assert [line for line in stderr.splitlines() if line.strip()] == ["fusionkit: interrupted"]
 
 
 def test_tiled_fuse_prints_a_line_per_pass_when_stderr_is_no_terminal(work):

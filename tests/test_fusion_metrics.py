@@ -202,3 +202,30 @@ def test_cuda_matches_cpu(metric):
     on_gpu = metric(fused.cuda(), exposures.cuda())
     assert on_gpu.is_cuda
     np.testing.assert_allclose(on_gpu.cpu().numpy(), metric(fused, exposures).numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", [qabf, normalized_mutual_information, gray_levels])
+def test_strips_of_rows_score_as_the_whole_image(metric, monkeypatch):
+    """Large photos are scored strip by strip to bound memory (a 24 MP bracket); the result is the whole image's."""
+    import fusionkit.evaluation.fusion_metrics as module
+
+    torch.manual_seed(5)
+    exposures = torch.rand(2, 3, 3, 41, 29, dtype=torch.float64)
+    fused = exposures.mean(1)
+    args = (exposures,) if metric is gray_levels else (fused, exposures)
+    whole = metric(*args)
+    monkeypatch.setattr(module, "STRIP_PIXELS", 29 * 3 * 3 * 2)  # strips of a few rows, the last one shorter
+    assert torch.allclose(metric(*args), whole, rtol=0, atol=1e-13)
+
+
+def test_crushed_shadows_in_strips_is_the_whole_image(monkeypatch):
+    """Scored strip by strip (large photos), the crushed-shadow fraction is the whole image's."""
+    import fusionkit.evaluation.fusion_metrics as module
+
+    torch.manual_seed(6)
+    exposures = torch.rand(2, 2, 3, 37, 23, dtype=torch.float64) * torch.tensor([0.3, 1.0]).view(1, 2, 1, 1, 1)
+    fused = exposures[:, 0] * 0.2
+    whole = module.crushed_shadows(fused, exposures)
+    assert whole.min() > 0
+    monkeypatch.setattr(module, "STRIP_PIXELS", 23 * 3 * 2 * 3)
+    assert torch.equal(module.crushed_shadows(fused, exposures), whole)

@@ -100,3 +100,15 @@ def test_gradient_finite_and_nonzero(k):
     (1 - score).sum().backward()
     assert torch.isfinite(fused.grad).all()
     assert np.count_nonzero(fused.grad.numpy()) > fused.numel() // 2
+
+
+def test_strips_of_rows_score_as_the_whole_image(monkeypatch):
+    """Large images are scored strip by strip to bound memory; the score is the whole image's."""
+    import fusionkit.evaluation.fusion_metrics as module
+
+    torch.manual_seed(3)
+    exposures = torch.rand(2, 3, 3, 97, 70, dtype=torch.float64)
+    fused = exposures.mean(1)
+    whole = mef_ssim_rgb(fused, exposures)
+    monkeypatch.setattr(module, "STRIP_PIXELS", 70 * 3 * 5)  # strips of 5 rows, the last one shorter
+    assert torch.allclose(mef_ssim_rgb(fused, exposures), whole, rtol=0, atol=1e-13)

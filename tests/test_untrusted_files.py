@@ -80,6 +80,26 @@ def test_score_json_is_strict_json_with_null_and_a_reason_for_undefined_metrics(
     assert text.exit_code == 0 and "undefined (" in text.output
 
 
+def test_score_of_small_images_gives_every_metric_they_fit_and_says_why_not_the_rest(tmp_path):
+    """Under 44 px a side MEF-SSIM's three scales do not fit: by default it is null with that reason, the rest
+    are scored; asked for by name, it is a one-line error."""
+    from click.testing import CliRunner
+
+    from fusionkit.cli.main import cli
+    from fusionkit.data.io import write_image
+    import torch
+
+    torch.manual_seed(0)
+    small = [str(write_image(tmp_path / f"{name}.png", torch.rand(3, 30, 40) * gain)) for name, gain in (("f", 0.7), ("a", 0.4), ("b", 1.0))]
+    result = CliRunner().invoke(cli, ["score", small[0], "--inputs", *small[1:], "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert scores["mef_ssim"] is None and "too small" in scores["undefined"]["mef_ssim"]
+    assert all(isinstance(scores[name], float) for name in ("qabf", "nmi", "crushed_shadows"))
+    named = CliRunner().invoke(cli, ["score", small[0], "--inputs", *small[1:], "--metric", "mef_ssim"])
+    assert named.exit_code == 1 and "too small" in named.stderr and len(named.stderr.splitlines()) == 1
+
+
 def test_exif_orientation_is_applied_when_reading(tmp_path):
     from PIL import Image
 

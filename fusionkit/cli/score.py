@@ -31,8 +31,8 @@ def score(images: tuple[Path, ...], has_inputs: bool, reference: Path | None, me
     fused, *inputs = images
     if not has_inputs or not inputs:
         raise FusionkitError("give the exposures FUSED was made from: fusionkit score FUSED --inputs A B [C ...]")
-    scores = score_files(fused, inputs, reference, list(metrics) or None, metric_space)
-    undefined = {name: UNDEFINED for name, value in scores.items() if not math.isfinite(value)}
+    scores, unfit = score_files(fused, inputs, reference, list(metrics) or None, metric_space)
+    undefined = {name: unfit.get(name, UNDEFINED) for name, value in scores.items() if not math.isfinite(value)}
     if as_json:  # strict JSON: a score that is not a number is null, with the reason beside it
         finite = {name: None if name in undefined else value for name, value in scores.items()}
         click.echo(json.dumps({**finite, **({"undefined": undefined} if undefined else {})}))
@@ -40,6 +40,6 @@ def score(images: tuple[Path, ...], has_inputs: bool, reference: Path | None, me
     width = max(len(name) for name in scores)
     for name, value in scores.items():
         if name in undefined:
-            click.echo(f"{name:<{width}}  undefined ({UNDEFINED})")
+            click.echo(f"{name:<{width}}  undefined ({undefined[name]})")
         else:
             click.echo(f"{name:<{width}}  {value:.4f}" if name != "psnr" else f"{name:<{width}}  {value:.2f} dB")

@@ -18,10 +18,13 @@ os.umask(_UMASK)
 
 
 def check_writable(path: str | os.PathLike, option: str) -> None:
-    """Fail now, not after the work, when ``path`` could not be written: a folder in the way, or no permission."""
+    """Fail now, not after the work, when ``path`` could not be written: a folder in the way, no permission, or a
+    write-protected file (which a replace would otherwise overwrite, even as root)."""
     target = Path(path).absolute()
     if target.is_dir():
         raise FusionkitError(f"{option} {path}: is a folder, not a file")
+    if target.is_file() and not target.stat().st_mode & 0o222:
+        raise FusionkitError(f"{option} {path}: the file is write-protected; make it writable or give another name")
     folder = target.parent
     while not folder.exists():
         folder = folder.parent

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .. import create
+from ..data.brackets import find_brackets
 from ..data.detect import detect_layout
 from ..data.loader import build_loader
 from ..data.pairs import fixed_pairs
@@ -128,6 +129,16 @@ def evaluate_quality(
     return grid
 
 
+def check_references(metrics: list[Metric], data_root: Path) -> None:
+    """Fail before any work when a metric asked for by name needs reference images the test split lacks."""
+    wanted = [m.name for m in metrics if m.needs_reference]
+    if wanted and detect_layout(data_root) == "brackets" and not any(b.reference for b in find_brackets(data_root, "test")):
+        raise FusionkitError(
+            f"metric {wanted[0]} compares with a reference image, and the test scenes of {data_root} have none; "
+            "choose no-reference metrics (such as mef_ssim) for this data"
+        )
+
+
 def summarise_quality(candidate: Candidate) -> dict[str, dict[str, float]]:
     """Mean of each metric per split, and how many images it averages."""
     result = {}
@@ -190,6 +201,8 @@ def run_bench(
     channels_last = cuda if channels_last is None else channels_last
     candidates = load_candidates(checkpoints, methods, dev)
     metric_list = build_metrics(metrics)
+    if metrics is not None:
+        check_references(metric_list, data_root)
     grid = evaluate_quality(
         candidates, data_root, metrics=metric_list, expert=expert, space=space, device=dev, max_scenes=max_scenes,
         grid_scenes=grid_scenes if grid_path else 0, autocast_dtype=autocast_dtype, exposures=exposures, max_side=max_side,

@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from . import fusion_metrics
 from .fusion_metrics import gray_levels
 from .metrics import MetricInputError
 
@@ -91,7 +92,7 @@ def mef_ssim(
     for s in range(scales):
         if s:
             f, x = _downsample(f), _downsample(x)
-        per_scale.append(_single_scale(f, x, window, c))
+        per_scale.append(_mean_quality(f, x, window, c))
     # A fused image anti-correlated with the desired structure can score below 0 at a scale, where MATLAB
     # returns a complex number; the floor keeps the product (and a loss's gradients) finite.
     q = torch.stack(per_scale, -1).clamp_min(torch.finfo(dtype).eps)
@@ -134,8 +135,20 @@ def _pairwise(a: list[torch.Tensor], m: dict) -> torch.Tensor:
     return sum(m[i, j] * (a[i] * a[j] if i == j else 2 * a[i] * a[j]) for i, j in m)
 
 
-def _single_scale(f: torch.Tensor, x: torch.Tensor, window: int, c: float) -> torch.Tensor:
-    """MEF-SSIM at one scale: fused f (N, 1, H, W), exposures x (N, K, H, W) -> (N,) mean quality map."""
+def _mean_quality(f: torch.Tensor, x: torch.Tensor, window: int, c: float) -> torch.Tensor:
+    """MEF-SSIM at one scale: fused f (N, 1, H, W), exposures x (N, K, H, W) -> (N,) mean quality map,
+    gathered over strips of rows that overlap by ``window - 1`` so each window is whole."""
+    rows, cols = f.shape[-2] - window + 1, f.shape[-1] - window + 1
+    strip = max(1, fusion_metrics.STRIP_PIXELS // max(1, cols * x.shape[1]))
+    total = 0
+    for top in range(0, rows, strip):
+        bottom = min(rows, top + strip) + window - 1
+        total = total + _quality_map(f[..., top:bottom, :], x[..., top:bottom, :], window, c).sum((-2, -1))
+    return total / (rows * cols)
+
+
+def _quality_map(f: torch.Tensor, x: torch.Tensor, window: int, c: float) -> torch.Tensor:
+    """MEF-SSIM's quality of each window ('valid' region): fused f (N, 1, H, W), exposures x (N, K, H, W)."""
     f, x = f[:, 0], list(x.unbind(1))
     pairs = [(i, j) for i in range(len(x)) for j in range(i, len(x))]
 
@@ -169,5 +182,4 @@ def _single_scale(f: torch.Tensor, x: torch.Tensor, window: int, c: float) -> to
 
     # r is rescaled to norm max_ed, unless it is zero (MATLAB: "if norm(rBlock(:)) > 0").
     scale = torch.where(r_norm_sq > 0, torch.stack(ed).amax(0) / _sqrt(r_norm_sq), 0)
-    q_map = (2 * scale * cov_rf + c) / (scale * scale * var_r + var_f + c)
-    return q_map.mean((-2, -1))
+    return (2 * scale * cov_rf + c) / (scale * scale * var_r + var_f + c)

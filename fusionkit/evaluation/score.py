@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -9,8 +10,10 @@ from torch import Tensor
 
 from .. import available, create
 from ..data.io import read_image
+from ..data.stack import read_stack
 from ..errors import FusionkitError
-from .metrics import Metric, to_space
+from ..inference.hardware import is_out_of_memory
+from .metrics import Metric, MetricInputError, to_space
 
 
 def build_metrics(names: list[str] | None) -> list[Metric]:
@@ -38,10 +41,11 @@ def score(metrics: list[Metric], output: Tensor, exposures: Tensor, reference: T
 
 def score_files(
     fused: Path, inputs: list[Path], reference: Path | None = None, metrics: list[str] | None = None, space: str = "rgb"
-) -> dict[str, float]:
-    """Scores of the image ``fused`` against its exposures ``inputs`` (and ``reference``), metric name to value.
-
-    Without a reference only the no-reference metrics run; naming a full-reference one then is an error.
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Scores of the image ``fused`` against its exposures ``inputs`` (and ``reference``), metric name to value,
+    and why a metric has none. Without a reference only the no-reference metrics run; naming a full-reference
+    one then is an error. By default, a metric the images do not fit (too small) is NaN with its reason;
+    a metric asked for by name raises instead.
     """
     chosen = build_metrics(metrics)
     if reference is None and metrics is not None:
@@ -49,13 +53,29 @@ def score_files(
         if wanted:
             raise FusionkitError(f"--metric {wanted[0]} compares with a reference image: give --reference")
     image = read_image(fused)
-    stack = [read_image(p) for p in inputs]
+    stack = read_stack(list(inputs))
     target = read_image(reference) if reference is not None else None
-    for path, other in [*zip(inputs, stack), *([(reference, target)] if target is not None else [])]:
+    for path, other in ((inputs[0], stack[0, 0]), *([(reference, target)] if target is not None else [])):
         if other.shape != image.shape:
             raise FusionkitError(
                 f"{path} is {other.shape[2]}x{other.shape[1]} but {fused} is {image.shape[2]}x{image.shape[1]}: "
                 "score images of one size"
             )
+    scores, unfit = {}, {}
     with torch.no_grad():
-        return score(chosen, image[None], torch.stack(stack)[None], target[None] if target is not None else None, space)
+        for metric in chosen:
+            try:
+                scores.update(score([metric], image[None], stack, target[None] if target is not None else None, space))
+            except MetricInputError as exc:
+                if metrics is not None:
+                    raise
+                scores[metric.name], unfit[metric.name] = math.nan, str(exc)
+            except (MemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                height, width = image.shape[-2:]
+                raise FusionkitError(
+                    f"out of memory computing {metric.name} on {width}x{height} images ({fused}); close other programs, "
+                    "score a downscaled copy, or name only the other metrics"
+                ) from None
+    return scores, unfit

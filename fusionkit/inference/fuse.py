@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -15,9 +14,10 @@ from torch import nn
 from .. import create
 from ..runs.checkpoint import load_model
 from ..data.atomic import check_writable
-from ..data.io import decode_pixels, pixels_to_tensor, write_image
+from ..data.io import write_image
+from ..data.stack import read_stack
 from .device import pick_device
-from .hardware import PRECISIONS, pick_precision, set_threads
+from .hardware import PRECISIONS, is_out_of_memory, pick_precision, set_threads
 from ..errors import FusionkitError
 from .pipeline import fuse_with_model
 from .tiling import check_tiling
@@ -30,33 +30,10 @@ GPU_TILE_BATCH = 8  # tiles per batch on a GPU: small tiles alone leave it mostl
 
 
 def read_exposures(paths: list[Path]) -> torch.Tensor:
-    """Read the exposures into (1, K, 3, H, W); sizes must match (the error names both files).
-
-    Files are decoded in parallel threads (the decoders release the GIL) and each is converted
-    straight into its slot, so a 24-megapixel bracket is never held twice in float32.
-    """
+    """Read the exposures to fuse into (1, K, 3, H, W): at least two, of one size."""
     if len(paths) < 2:
         raise FusionkitError("fuse needs at least two exposures of the same scene")
-    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
-        decoded = [pool.submit(decode_pixels, path) for path in paths]
-        try:
-            exposures = None
-            for k, (path, pixels) in enumerate(zip(paths, decoded)):
-                array = pixels.result()
-                if exposures is None:
-                    exposures = torch.empty(1, len(paths), 3, *array.shape[:2])
-                elif array.shape[:2] != exposures.shape[-2:]:
-                    raise FusionkitError(
-                        f"exposures differ in size: {paths[0]} is {exposures.shape[-1]}x{exposures.shape[-2]}, "
-                        f"{path} is {array.shape[1]}x{array.shape[0]}"
-                    )
-                pixels_to_tensor(array, path, out=exposures[0, k])
-                del array
-        except BaseException:
-            for pending in decoded:
-                pending.cancel()
-            raise
-    return exposures
+    return read_stack(paths)
 
 
 def fuse_files(
@@ -162,7 +139,7 @@ def out_of_memory_hint(exposures: torch.Tensor, device: torch.device, method: st
     try:
         yield
     except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-        if isinstance(exc, RuntimeError) and not _is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         height, width = exposures.shape[-2:]
         if method is not None:
@@ -172,9 +149,3 @@ def out_of_memory_hint(exposures: torch.Tensor, device: torch.device, method: st
         else:
             hint = "try --tile 512 to fuse it in pieces"
         raise FusionkitError(f"out of memory on {device} fusing {width}x{height} photos; {hint}") from None
-
-
-def _is_out_of_memory(exc: RuntimeError) -> bool:
-    """torch reports a failed CPU allocation as a plain RuntimeError; recognise it (and CUDA's, MPS's) by its text."""
-    text = str(exc).lower()
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text

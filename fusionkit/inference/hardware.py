@@ -178,3 +178,13 @@ def _time(model: nn.Module, probe: torch.Tensor, precision: Precision, device: t
         elapsed = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
     return elapsed
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation: MemoryError, or torch's RuntimeError for the CPU, CUDA or MPS."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
