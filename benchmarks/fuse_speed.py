@@ -205,12 +205,12 @@ def quality_check(args: argparse.Namespace) -> dict:
 
     import fusionkit
     from fusionkit.data.io import read_image
-    from fusionkit.inference.fuse import DEFAULT_WORK_SIZE, trained_student
-    from fusionkit.inference.pipeline import fuse_with_model
+    from fusionkit.inference.fuse import DEFAULT_WORK_SIZE
+    from fusionkit.inference.fuser import Fuser
 
     shared = Path(os.environ.get("FUSIONKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
     scenes = sorted(p for p in (shared / "brackets" / "test").iterdir() if p.is_dir())
-    model, color = trained_student(args.main_run)
+    fusers = {None: Fuser.from_checkpoint(args.main_run), DEFAULT_WORK_SIZE: Fuser.from_checkpoint(args.main_run, work_size=DEFAULT_WORK_SIZE)}
     metric = fusionkit.create("metric", "mef_ssim")
     scores: dict[str, list[float]] = {"full resolution": [], f"work size {DEFAULT_WORK_SIZE}": []}
     with torch.inference_mode():
@@ -218,7 +218,7 @@ def quality_check(args: argparse.Namespace) -> dict:
             files = sorted(scene.glob("*.jpg"))
             exposures = torch.stack([read_image(files[0]), read_image(files[-1])])[None]
             for (label, work_size) in zip(scores, (None, DEFAULT_WORK_SIZE)):
-                fused = fuse_with_model(model, exposures, color, work_size=work_size)
+                fused = fusers[work_size](exposures)
                 scores[label].append(metric((fused * 255).round() / 255, exposures).item())
     means = {label: statistics.mean(values) for label, values in scores.items()}
     worst = max(abs(a - b) for a, b in zip(*scores.values()))

@@ -15,6 +15,7 @@ import torch
 import fusionkit
 from fusionkit.evaluation.bench import Candidate, machine_info, speed_of
 from fusionkit.inference.device import pick_device
+from fusionkit.inference.fuser import Fuser
 from fusionkit.evaluation.report import SPEED_COLUMNS, _get
 
 DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -34,14 +35,14 @@ def main() -> None:
     cuda = device.type == "cuda"
     rows = []
     for amp in args.amp or ["off"]:
-        candidates = [Candidate(f"{name} (w{args.width})", "student", fusionkit.create("student", name, width=args.width).to(device).eval())
-                      for name in ("kd_baseline", "dense_fusion", "se_strip")]
-        candidates.append(Candidate(f"ae teacher (w{args.width})", "teacher", fusionkit.create("teacher", "ae", width=args.width).to(device).eval()))
-        candidates += [Candidate(name, "method", fusionkit.create("method", name).to(device)) for name in ("mertens", "mean")]
-        for cand in candidates:
+        fusers = [Fuser(fusionkit.create("student", name, width=args.width).eval(), "student", f"{name} (w{args.width})")
+                  for name in ("kd_baseline", "dense_fusion", "se_strip")]
+        fusers.append(Fuser(fusionkit.create("teacher", "ae", width=args.width).eval(), "teacher", f"ae teacher (w{args.width})"))
+        fusers += [Fuser.from_method(name) for name in ("mertens", "mean")]
+        for cand in (Candidate(fuser.to(device)) for fuser in fusers):
             speed = speed_of(cand, size=args.size, batch=args.batch, device=device, autocast_dtype=DTYPES[amp],
                              channels_last=cuda, compile_model=False, iters=args.iters or (50 if cuda else 5), warmup=3)
-            rows.append([cand.label, amp] + ["-" if _get({"speed": speed}, path) is None else fmt.format(_get({"speed": speed}, path))
+            rows.append([cand.fuser.label, amp] + ["-" if _get({"speed": speed}, path) is None else fmt.format(_get({"speed": speed}, path))
                                              for _, path, fmt, _ in SPEED_COLUMNS])
             print(" | ".join(rows[-1]), flush=True)
     info = machine_info(device)

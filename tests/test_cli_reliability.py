@@ -214,7 +214,7 @@ def test_bench_loads_a_checkpoint_name_with_extra_dots_as_given(dotted, data, mo
     result = invoke("bench", "--data", data, "--checkpoint", "runs/tiny/student.best.safetensors", "--methods", "", "--no-speed")
     assert result.exit_code == 0, result.output
     best = load_file(str(dotted / "student.best.safetensors"))
-    assert all(torch.equal(value.cpu(), best[key]) for key, value in loaded[0].module.state_dict().items())
+    assert all(torch.equal(value.cpu(), best[key]) for key, value in loaded[0].fuser.model.state_dict().items())
 
 
 def test_train_loads_a_teacher_checkpoint_name_with_extra_dots_as_given(run, work, data):
@@ -354,12 +354,12 @@ def test_unwritable_output_folder_is_refused_before_the_work(work, data, read_on
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 9663676416 bytes."),
 ], ids=["cuda", "cpu"])
 def test_out_of_memory_names_the_photo_size_and_suggests_tiles(work, monkeypatch, error):
-    import fusionkit.inference.fuse as fuse_module
+    import fusionkit.inference.fuser as fuser_module
 
     def run_out_of_memory(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(fuse_module, "fuse_with_model", run_out_of_memory)
+    monkeypatch.setattr(fuser_module, "fuse_with_model", run_out_of_memory)
     line = assert_one_line_error(invoke(*FUSE, "-o", "f.png"), "out of memory")
     assert "52x36" in line and "--tile 512" in line
     line = assert_one_line_error(invoke(*FUSE, "-o", "f.png", "--tile", "32", "--overlap", "8"), "out of memory")

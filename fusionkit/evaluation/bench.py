@@ -5,23 +5,20 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
-from .. import create
 from ..data.brackets import find_brackets
 from ..data.detect import detect_layout
 from ..data.loader import build_loader
 from ..data.pairs import fixed_pairs
-from ..data.transforms import to_network_range
 from ..errors import FusionkitError
 from ..inference.device import pick_device
-from ..inference.pipeline import fuse_with_model, reconstruct_with_teacher, student_input
+from ..inference.fuser import Fuser
 from ..models.fusionnet import count_parameters
-from ..runs.checkpoint import load_model
 from .metrics import Metric
 from .pictures import save_grid
 from .score import build_metrics, score
@@ -32,48 +29,17 @@ SPLITS = ("low", "high", "all")
 
 @dataclass
 class Candidate:
-    """Something to evaluate: a trained student or teacher, or a training-free method."""
+    """A fuser under evaluation (trained student or teacher, or training-free method) and its scores per split."""
 
-    label: str
-    role: str  # student | teacher | method
-    module: nn.Module
-    color: str = "rgb"
-    source: str = ""
-    oracle: bool = False  # looks at the ground truth: shown where there is one, never ranked
+    fuser: Fuser
     rows: dict[str, list[dict[str, float]]] = field(default_factory=dict)
-
-    @property
-    def needs_reference(self) -> bool:
-        """Teachers reconstruct the reference and oracles pick by it."""
-        return self.oracle or self.role == "teacher"
-
-    def fuse(self, exposures: Tensor, target: Tensor) -> Tensor:
-        if self.role == "student":
-            return fuse_with_model(self.module, exposures, self.color)
-        if self.role == "teacher":
-            return reconstruct_with_teacher(self.module, target, self.color)
-        return self.module(exposures, reference=target).clamp(0, 1)
-
-    def speed_fn(self) -> Callable[[Tensor], Tensor]:
-        """What one inference call is for this candidate, on a (B, K, 3, H, W) batch."""
-        if self.role == "student":
-            return lambda x: self.module(student_input(x, self.color))
-        if self.role == "teacher":
-            return lambda x: self.module(to_network_range(x[:, 0, : self.module.in_channels]))
-        return lambda x: self.module(x, reference=x[:, 0])
 
 
 def load_candidates(checkpoints: list[Path], methods: list[str], device: torch.device) -> list[Candidate]:
-    candidates = []
-    for path in checkpoints:
-        model, recipe = load_model(path, map_location="cpu")
-        role = recipe.get("kind", "student")
-        label = f"{recipe['name']} ({path.parent.name})" if role == "student" else f"{recipe['name']} teacher ({path.parent.name})"
-        candidates.append(Candidate(label, role, model.to(device).eval(), recipe.get("color", "rgb"), str(path)))
-    for name in methods:
-        method = create("method", name).to(device).eval()
-        candidates.append(Candidate(name, "method", method, source="training-free", oracle=bool(getattr(method, "needs_reference", False))))
-    return candidates
+    """Each checkpoint's model and each named method, on ``device``, as the bench fuses them: full resolution,
+    in the bench's own autocast."""
+    fusers = [Fuser.from_checkpoint(path) for path in checkpoints] + [Fuser.from_method(name) for name in methods]
+    return [Candidate(fuser.to(device)) for fuser in fusers]
 
 
 def _split_members() -> dict[str, set[str]]:
@@ -110,15 +76,16 @@ def evaluate_quality(
         splits = [s for s in SPLITS if evs in members[s]] if afifi else [bracket_split(exposures)]
         outputs = []
         for cand in candidates:
-            if cand.needs_reference and reference is None:
+            fuser = cand.fuser
+            if fuser.needs_reference and reference is None:
                 continue  # an oracle or a teacher has nothing to look at here
-            key = (cand.label, scene)
-            if cand.role == "teacher" and key in teacher_cache:
+            key = (fuser.label, scene)
+            if fuser.role == "teacher" and key in teacher_cache:
                 output = teacher_cache[key]
             else:
                 with autocast:
-                    output = cand.fuse(exposure_stack, reference).float()
-                if cand.role == "teacher":
+                    output = fuser(exposure_stack, reference).float()
+                if fuser.role == "teacher":
                     teacher_cache[key] = output
             scores = score(metrics, output, exposure_stack, reference, space)
             for split in splits:
@@ -153,19 +120,20 @@ def speed_of(
     channels_last: bool, compile_model: bool, iters: int, warmup: int,
 ) -> dict[str, Any]:
     """Throughput, latency, memory, parameters and GFLOPs per pair at ``size`` x ``size``."""
-    module = candidate.module
+    fuser = candidate.fuser
+    module = fuser.model
     if channels_last:
         module.to(memory_format=torch.channels_last)
-    example = torch.rand(batch, getattr(module, "num_inputs", None) or 2 if candidate.role != "teacher" else 1, 3, size, size, device=device)
-    if candidate.role == "teacher":
+    example = torch.rand(batch, fuser.num_inputs or 2 if fuser.role != "teacher" else 1, 3, size, size, device=device)
+    if fuser.role == "teacher":
         example = example.expand(-1, 2, -1, -1, -1)
-    fn = candidate.speed_fn()
+    fn = fuser.speed_fn()
     flops = gflops(fn, example[:1])
-    if compile_model and candidate.role != "method":
-        candidate.module = torch.compile(module)
-        fn = candidate.speed_fn()
+    if compile_model and fuser.role != "method":
+        fuser.model = torch.compile(module)
+        fn = fuser.speed_fn()
     figures = measure(fn, example, warmup=warmup, iters=iters, autocast_dtype=autocast_dtype)
-    candidate.module = module
+    fuser.model = module
     # torch's counter sees convolutions and matrix products only: a method built from other ops reads None.
     return {**figures, "parameters": count_parameters(module), "gflops_per_pair": flops or None, "size": size, "batch": batch}
 
@@ -215,11 +183,12 @@ def run_bench(
         "settings": {"data": str(data_root), "expert": expert, "metric_space": space, "amp": amp, "channels_last": channels_last,
                      "compile": compile_model, "size": size, "batch": batch, "exposures": exposures},
         "metrics": [{"name": m.name, "higher_is_better": m.higher_is_better, "needs_reference": m.needs_reference} for m in metric_list],
-        "columns": ["inputs", *[c.label for c in candidates], "reference"],
+        "columns": ["inputs", *[c.fuser.label for c in candidates], "reference"],
         "models": [],
     }
     for cand in candidates:
-        entry = {"label": cand.label, "role": cand.role, "source": cand.source, "oracle": cand.oracle, "quality": summarise_quality(cand)}
+        fuser = cand.fuser
+        entry = {"label": fuser.label, "role": fuser.role, "source": fuser.source, "oracle": fuser.oracle, "quality": summarise_quality(cand)}
         if speed:
             entry["speed"] = speed_of(
                 cand, size=size, batch=batch, device=dev, autocast_dtype=autocast_dtype, channels_last=channels_last,

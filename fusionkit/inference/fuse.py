@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import torch
-from torch import nn
 
-from .. import create
-from ..runs.checkpoint import load_model
 from ..data.atomic import check_writable
 from ..data.io import write_image
 from ..data.stack import read_stack
-from .device import pick_device
-from .hardware import PRECISIONS, is_out_of_memory, pick_precision, set_threads
 from ..errors import FusionkitError
-from .pipeline import fuse_with_model
-from .tiling import check_tiling
-from ..runs.folders import checkpoints_in, latest_run, shipped_student
+from .device import pick_device
+from .fuser import Fuser
+from .hardware import PRECISIONS, is_out_of_memory, set_threads
 
 
 #: Long side, in pixels, at which a weight-map student looks at the photos (see ``fuse_at_work_size``).
@@ -59,22 +53,21 @@ def fuse_files(
         raise FusionkitError(f"--tile-batch {tile_batch}: give 1 or more tiles")
     set_threads(threads)
     dev = pick_device(device)
-    tile_batch = tile_batch or default_tile_batch(dev)
+    options = {"work_size": work_size, "tile": tile, "overlap": overlap, "tile_batch": tile_batch or default_tile_batch(dev),
+               "precision": precision}
     if method is not None:
-        model, color = training_free_method(method), "rgb"
+        fuser = Fuser.from_method(method, **options)
+        if fuser.oracle:
+            raise FusionkitError(f"--method {method} is an oracle that needs the ground truth; it cannot fuse new photos")
     else:
-        model, color = trained_student(checkpoint)
-        if tile is not None:
-            check_tiling(tile, overlap, getattr(model, "multiple_of", 1))
+        fuser = Fuser.from_checkpoint(checkpoint, **options) if checkpoint is not None else Fuser.default(**options)
+        if fuser.role != "student":
+            raise FusionkitError(f"--checkpoint {checkpoint}: holds a {fuser.role}, fuse needs a student")
+        if fuser.num_inputs not in (None, len(inputs)):
+            raise FusionkitError(f"{fuser.source} fuses {fuser.num_inputs} exposures, got {len(inputs)}: give {fuser.num_inputs} photos")
     exposures = read_exposures(inputs)
     with torch.inference_mode(), out_of_memory_hint(exposures, dev, method, tile):
-        model, exposures = model.to(dev).eval(), exposures.to(dev)
-        if method is not None:
-            fused = model(exposures).clamp(0, 1)
-        else:
-            chosen = pick_precision(model, dev, exposures.shape[1] * (1 if color == "y" else 3), precision)
-            fused = fuse_with_model(model, exposures, color, tile=tile, overlap=overlap,
-                                    work_size=None if tile is not None else work_size, precision=chosen, tile_batch=tile_batch)
+        fused = fuser.to(dev)(exposures.to(dev))
     return write_image(output, fused[0].cpu(), bits=bits)
 
 
@@ -108,29 +101,6 @@ def same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def training_free_method(name: str) -> nn.Module:
-    """A registered method that can fuse new photos (oracles need the ground truth, so they cannot)."""
-    fuser = create("method", name)
-    if getattr(fuser, "needs_reference", False):
-        raise FusionkitError(f"--method {name} is an oracle that needs the ground truth; it cannot fuse new photos")
-    return fuser
-
-
-def trained_student(checkpoint: Path | None) -> tuple[nn.Module, str]:
-    """The student in ``checkpoint`` (a file or run folder), else the latest run's, else the shipped one; with its colour mode."""
-    if checkpoint is None:
-        run = latest_run()
-        if run is not None:
-            checkpoint = run / "student.safetensors"
-        else:
-            checkpoint = shipped_student()
-            print(f"fusionkit: no trained run in runs/; fusing with the pretrained student {checkpoint.stem}", file=sys.stderr)
-    model, recipe = load_model(checkpoints_in(checkpoint)[0], map_location="cpu")
-    if recipe.get("kind") != "student":
-        raise FusionkitError(f"--checkpoint {checkpoint}: holds a {recipe.get('kind')}, fuse needs a student")
-    return model, recipe.get("color", "rgb")
 
 
 @contextlib.contextmanager
