@@ -37,6 +37,4 @@ def component(kind: str, name: str) -> Component:
 
 def available(kind: str | None = None, pattern: str = "*") -> list[Component]:
     """Registered components, optionally of one kind and matching a glob pattern."""
-    from .plugins import get_registry
-
-    return get_registry().list(kind, pattern)
+    return _registry().list(kind, pattern)

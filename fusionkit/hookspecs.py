@@ -11,5 +11,6 @@ def register_components(register):
     """Register components by calling ``register(kind, name, factory, summary=None)``.
 
     ``kind`` is one of :data:`fusionkit.registry.KINDS`; ``factory`` builds the component from
-    its sizes first (e.g. ``channels``) and then keyword options with defaults.
+    its sizes first (e.g. ``channels``) and then keyword options with defaults, and what it builds
+    meets the kind's contract (:data:`fusionkit.contracts.CONTRACTS`, checked by ``create``).
     """

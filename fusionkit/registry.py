@@ -10,28 +10,19 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .contracts import CONTRACTS
 from .errors import (
     ComponentConflictError,
     ComponentOptionError,
+    ContractError,
     FusionkitWarning,
     UnknownComponentError,
 )
 
-#: Every kind a plugin may register. `method` and `dataset` are training-free fusion methods
-#: and dataset readers; `metric` scores a fused image, `loss` is a weighted training term.
-KINDS = (
-    "backbone",
-    "attention",
-    "distill_loss",
-    "fusion_head",
-    "student",
-    "teacher",
-    "method",
-    "dataset",
-    "metric",
-    "loss",
-    "pretrained",
-)
+#: Every kind a plugin may register: one per contract in ``fusionkit.contracts``. `method` and
+#: `dataset` are training-free fusion methods and dataset readers; `metric` scores a fused image,
+#: `loss` is a weighted training term, `pretrained` a shipped student checkpoint.
+KINDS = tuple(CONTRACTS)
 
 
 #: The registry whose ``create`` is running, so the parts a preset builds by name come from it.
@@ -124,14 +115,17 @@ class Registry:
             ) from None
 
     def create(self, kind: str, name: str, *args: Any, **options: Any) -> Any:
-        """Build a component, checking its options against the factory's signature first."""
+        """Build a component, checking its options against the factory's signature first and the
+        result against its kind's contract after."""
         component = self.get(kind, name)
         _check_options(component, args, options)
         token = _active.set(self)
         try:
-            return component.factory(*args, **options)
+            built = component.factory(*args, **options)
         finally:
             _active.reset(token)
+        _check_contract(component, built)
+        return built
 
     def names(self, kind: str) -> list[str]:
         return sorted(n for k, n in self._components if k == kind)
@@ -164,6 +158,16 @@ def _conflict_message(kind: str, name: str, claimants: list[Component]) -> str:
         f"{kind} {name!r} is registered by both {owners}; uninstall one, or narrow "
         "FUSIONKIT_LOAD_PLUGINS to the one you want"
     )
+
+
+def _check_contract(component: Component, built: Any) -> None:
+    contract = CONTRACTS[component.kind]
+    problem = contract.problem(built, component.factory)
+    if problem is not None:
+        raise ContractError(
+            f"{component.kind} {component.name!r} from plugin {component.plugin} {component.version}".rstrip()
+            + f" breaks the {component.kind} contract (fusionkit.api.{contract.protocol.__name__}): {problem}"
+        )
 
 
 def _check_options(component: Component, args: tuple, options: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The package layout's import rules (docs/architecture.md), checked on the source's parsed imports."""
+"""The package layout's import rules (docs/architecture.md), checked on the source's parsed imports:
+the layers of ``fusionkit/``, and plugins (``plugins/``, ``docs/examples/``) importing only the public surface."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "fusionkit"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "fusionkit"
+#: Where plugins live: the reference plugins, and the examples docs/plugins.md points to.
+PLUGIN_ROOTS = (ROOT / "plugins", ROOT / "docs" / "examples")
 
-#: Each layer and the layers it may import. The core is the top-level modules plus ``models``.
+#: Each layer and the layers it may import. The core is the top-level modules plus ``models``;
+#: ``api`` (the plugins' surface) and ``cli`` sit on top, and nothing in fusionkit imports them.
 ALLOWED = {
     "core": {"core"},
     "data": {"core", "data"},
@@ -17,9 +22,10 @@ ALLOWED = {
     "inference": {"core", "data", "runs", "inference"},
     "evaluation": {"core", "data", "runs", "inference", "evaluation"},
     "training": {"core", "data", "runs", "inference", "evaluation", "training"},
+    "api": {"core", "data", "runs", "inference", "evaluation", "training", "api"},
     "cli": {"core", "data", "runs", "inference", "evaluation", "training", "cli"},
 }
-PLUGIN_PACKAGES = ("fusionkit_kd", "fusionkit_timm", "fusionkit_classic")
+PLUGIN_PACKAGES = tuple(sorted(p.parent.name for p in (ROOT / "plugins").glob("*/__init__.py")))
 
 
 def layer_of(module: str) -> str:
@@ -73,8 +79,58 @@ def violations(root: Path = PACKAGE) -> list[str]:
     return problems
 
 
+def plugin_violations(roots=PLUGIN_ROOTS) -> list[str]:
+    """Every import of fusionkit by a plugin other than ``fusionkit``'s own names and ``fusionkit.api``."""
+    import fusionkit
+    import fusionkit.api
+
+    surface = {"fusionkit": set(fusionkit.__all__) | {"api"}, "fusionkit.api": set(fusionkit.api.__all__)}
+    problems = []
+    for path in sorted(p for root in roots for p in root.rglob("*.py")):
+        where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported = [(alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                imported = [(node.module or "", alias.name) for alias in node.names]
+            else:
+                continue
+            for module, name in imported:
+                if module.split(".")[0] != "fusionkit":
+                    continue
+                if module not in surface:
+                    problems.append(f"{where}:{node.lineno}: imports {module}; plugins import fusionkit and fusionkit.api only")
+                elif name is not None and name not in surface[module]:
+                    problems.append(f"{where}:{node.lineno}: imports {name} from {module}, which is not in its __all__")
+    return problems
+
+
 def test_imports_follow_the_documented_direction():
     assert violations() == []
+
+
+def test_plugins_import_only_the_public_surface():
+    assert PLUGIN_PACKAGES and plugin_violations() == []
+
+
+@pytest.mark.parametrize(
+    ("where", "line", "expected"),
+    [
+        ("fusionkit_kd/students.py", "from fusionkit.models import FusionNet\n", "imports fusionkit.models; plugins import"),
+        ("fusionkit_timm/__init__.py", "import fusionkit.plugins\n", "imports fusionkit.plugins; plugins import"),
+        ("fusionkit_classic/base.py", "from fusionkit import registry\n", "imports registry from fusionkit, which is not"),
+        ("fusionkit_common/metrics.py", "from fusionkit.api import Registry\n", "imports Registry from fusionkit.api"),
+    ],
+)
+def test_plugin_checker_catches_an_import_past_the_surface(tmp_path, where, line, expected):
+    import shutil
+
+    copy = tmp_path / "plugins"
+    shutil.copytree(ROOT / "plugins", copy, ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"))
+    target = copy / where
+    target.write_text(target.read_text() + line)
+    found = plugin_violations([copy])
+    assert len(found) == 1 and expected in found[0], found
 
 
 def test_top_level_stays_small():
@@ -96,6 +152,8 @@ def test_every_package_says_what_lives_there_and_what_it_may_import():
         ("evaluation/bench.py", "from ..training.config import make_config\n", "(evaluation) imports fusionkit.training.config"),
         ("training/engine.py", "from ..cli.main import cli\n", "nothing imports the cli"),
         ("inference/fuse.py", "import fusionkit_kd\n", "imports the plugin package fusionkit_kd"),
+        ("registry.py", "from .api import create\n", "fusionkit.registry (core) imports fusionkit.api (api)"),
+        ("cli/main.py", "from ..api import create\n", "(cli) imports fusionkit.api (api)"),
     ],
 )
 def test_checker_catches_a_forbidden_import(tmp_path, where, line, expected):

@@ -1,7 +1,9 @@
-"""End to end: install the example third-party plugin (docs/examples/fusionkit-example-attention) and use it.
+"""End to end: install the example third-party plugins (docs/examples/) and use them.
 
-The plugin goes into an isolated target directory, never into the venv; the checks run in
-subprocesses with ``PYTHONPATH`` pointing there first, exactly as an installed distribution is found.
+``fusionkit-example-attention`` registers one attention block; ``fusionkit-example-kinds`` one
+component of every kind, written from docs/plugins.md alone. Each goes into an isolated target
+directory, never into the venv; the checks run in subprocesses with ``PYTHONPATH`` pointing there
+first, exactly as an installed distribution is found.
 """
 
 from __future__ import annotations
@@ -14,23 +16,25 @@ import sys
 import textwrap
 from pathlib import Path
 
+import imageio.v3 as iio
+import numpy as np
 import pytest
 
 import fusionkit
 from fusionkit.plugins import LOAD_PLUGINS_ENV
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "fusionkit-example-attention"
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+EXAMPLE = EXAMPLES / "fusionkit-example-attention"
 DIST, VERSION, ENTRY_POINT, NAME = "fusionkit-example-attention", "0.1.0", "example_attention", "gated_spatial"
+KINDS_DIST, KINDS_ENTRY_POINT = "fusionkit-example-kinds", "example_kinds"
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    """The example installed with pip into its own directory (built from a copy: no build/ left in docs/)."""
-    tmp = tmp_path_factory.mktemp("example_plugin")
+def install(example: Path, tmp: Path) -> Path:
+    """``example`` installed with pip into its own directory (built from a copy: no build/ left in docs/)."""
     source = shutil.copytree(
-        EXAMPLE, tmp / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+        example, tmp / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
     )
     target = tmp / "site"
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
@@ -41,6 +45,16 @@ def site(tmp_path_factory) -> Path:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return target
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    return install(EXAMPLE, tmp_path_factory.mktemp("example_plugin"))
+
+
+@pytest.fixture(scope="module")
+def kinds_site(tmp_path_factory) -> Path:
+    return install(EXAMPLES / "fusionkit-example-kinds", tmp_path_factory.mktemp("example_kinds"))
 
 
 def python(site: Path, *args: str, **env_extra: str) -> subprocess.CompletedProcess:
@@ -106,3 +120,71 @@ def test_installed_attention_builds_into_a_student(site):
 def test_checkout_alone_does_not_offer_the_example():
     """Guards the isolation above: the example must come from the target dir, not the checkout."""
     assert ("attention", NAME) not in fusionkit.plugins.get_registry()
+
+
+# ----- fusionkit-example-kinds: one component of every kind ----------------------------------------
+
+
+def test_every_kind_example_installs_with_its_pretrained_student(kinds_site):
+    package = kinds_site / "fusionkit_example_kinds"
+    assert (package / "__init__.py").exists()
+    assert {p.name for p in (package / "pretrained").iterdir()} == {"tiny_net.json", "tiny_net.safetensors"}
+
+
+def test_every_kind_example_registers_one_component_of_each_kind(kinds_site):
+    completed = python(kinds_site, "-m", "fusionkit", "plugins", "--json", FUSIONKIT_LOAD_PLUGINS=KINDS_ENTRY_POINT)
+    rows = json.loads(completed.stdout)
+    assert [row["kind"] for row in rows] == list(fusionkit.KINDS)
+    assert {(row["plugin"], row["version"]) for row in rows} == {(KINDS_DIST, "0.1.0")}
+    assert "warning" not in completed.stderr.lower()
+
+
+def test_every_component_of_the_kinds_example_works(kinds_site, tmp_path):
+    for scene in ("a", "b"):
+        (tmp_path / "test" / scene).mkdir(parents=True)
+        for index, level in enumerate((40, 200), start=1):
+            iio.imwrite(tmp_path / "test" / scene / f"{index:02d}.png", np.full((16, 20, 3), level, np.uint8))
+    code = textwrap.dedent(
+        f"""
+        import torch, fusionkit
+        from fusionkit.data import build_loader
+
+        x = torch.rand(2, 3, 3, 16, 16)
+        fused = fusionkit.create("method", "tiny_max")(x)
+        assert fused.shape == (2, 3, 16, 16)
+        assert fusionkit.create("metric", "tiny_brightness")(fused, x).shape == (2,)
+        assert fusionkit.create("loss", "tiny_exposedness")(fused, x, None).dim() == 0
+
+        # backbone + attention + head build the plugin's student; its features pair with the teacher's
+        student = fusionkit.create("student", "tiny_net", width=4)
+        output, features = student(torch.randn(2, 6, 16, 16), return_features=True)
+        assert output.shape == (2, 3, 16, 16) and output.abs().max() <= 1
+        teacher = fusionkit.create("teacher", "tiny_ae", width=4)
+        _, teacher_features = teacher(torch.rand(2, 3, 16, 16) * 2 - 1, return_features=True)
+        assert fusionkit.create("distill_loss", "tiny_mse")(features, teacher_features).dim() == 0
+        # the same parts fit the reference presets
+        preset = fusionkit.create("student", "se_strip", backbone="tiny_backbone", head="tiny_head",
+                                  channel_attention="tiny_gate", spatial_attention="tiny_gate", width=4, num_blocks=2)
+        assert preset(torch.randn(1, 6, 16, 16)).shape == (1, 3, 16, 16)
+
+        scenes = fusionkit.create("dataset", "tiny_folders", {str(tmp_path)!r}, "test")
+        assert [s.name for s in scenes] == ["a", "b"] and all(len(s.exposures) == 2 for s in scenes)
+        batch = next(iter(build_loader({str(tmp_path)!r}, "test", dataset="tiny_folders")))
+        assert batch["inputs"].shape == (1, 2, 3, 16, 20) and batch["target"] is None
+        assert fusionkit.create("pretrained", "tiny_net").name == "tiny_net.safetensors"
+        print("ok")
+        """
+    )
+    assert python(kinds_site, "-c", code).stdout.strip() == "ok"
+
+
+def test_fuse_uses_the_kinds_example_pretrained_student(kinds_site, tmp_path):
+    """No trained run and only this plugin loaded: ``fusionkit fuse`` rebuilds the shipped tiny_net from its recipe."""
+    inputs = [tmp_path / "dark.png", tmp_path / "bright.png"]
+    for path, level in zip(inputs, (40, 200)):
+        iio.imwrite(path, np.full((18, 22, 3), level, np.uint8))
+    output = tmp_path / "fused.png"
+    completed = python(kinds_site, "-m", "fusionkit", "fuse", *map(str, inputs), "-o", str(output), "--precision", "fp32",
+                       FUSIONKIT_LOAD_PLUGINS=KINDS_ENTRY_POINT)
+    assert "pretrained student tiny_net" in completed.stderr
+    assert iio.imread(output).shape == (18, 22, 3)

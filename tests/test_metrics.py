@@ -1,4 +1,5 @@
-"""PSNR / SSIM: parity with scikit-image on real photographs, batching, edge cases, the Y space."""
+"""PSNR / SSIM: parity with scikit-image on real photographs, batching, edge cases, the Y space,
+and the ``psnr`` / ``ssim`` metric components the registry builds from them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+import fusionkit
 from fusionkit.errors import FusionkitError
-from fusionkit.evaluation.metrics import METRICS, MetricInputError, evaluate, psnr, ssim, to_space
+from fusionkit.evaluation.metrics import MetricInputError, psnr, ssim, to_space
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 BT601 = np.array([0.299, 0.587, 0.114])
@@ -31,6 +33,12 @@ def degrade(image: np.ndarray, how: str) -> np.ndarray:
     if how == "blur":
         return gaussian_filter(image, sigma=(1.5, 1.5, 0))
     return image**1.8  # gamma
+
+
+def scores(fused: torch.Tensor, reference: torch.Tensor, space: str = "rgb") -> dict[str, torch.Tensor]:
+    """The registered ``psnr`` and ``ssim`` metric components in ``space``, per image."""
+    exposures = torch.stack([fused, reference], dim=1)
+    return {name: fusionkit.create("metric", name, space=space)(fused, exposures, reference) for name in ("psnr", "ssim")}
 
 
 def tensor(image: np.ndarray, dtype=torch.float32) -> torch.Tensor:
@@ -101,21 +109,24 @@ def test_half_precision_inputs_are_measured_in_float32():
 def test_y_space_is_bt601_luma():
     clean = photo("chelsea")
     dirty = degrade(clean, "blur")
-    scores = evaluate(tensor(dirty), tensor(clean), space="y")
-    assert set(scores) == set(METRICS) == {"psnr", "ssim"}
-    assert scores["ssim"].item() == pytest.approx(skimage_ssim(clean @ BT601, dirty @ BT601), abs=1e-4)
+    luma = scores(tensor(dirty), tensor(clean), space="y")
+    assert luma["ssim"].item() == pytest.approx(skimage_ssim(clean @ BT601, dirty @ BT601), abs=1e-4)
     expected_psnr = peak_signal_noise_ratio(clean @ BT601, dirty @ BT601, data_range=1)
-    assert scores["psnr"].item() == pytest.approx(expected_psnr, abs=1e-3)
+    assert luma["psnr"].item() == pytest.approx(expected_psnr, abs=1e-3)
     assert to_space(tensor(clean), "y").shape == (1, 1, *clean.shape[:2])
-    rgb = evaluate(tensor(dirty), tensor(clean))
+    rgb = scores(tensor(dirty), tensor(clean))
     assert rgb["ssim"].item() == pytest.approx(skimage_ssim(clean, dirty), abs=1e-4)
+    assert rgb["psnr"].item() == pytest.approx(peak_signal_noise_ratio(clean, dirty, data_range=1), abs=1e-4)
 
 
-def test_metric_table_says_how_to_read_each_metric():
-    for name, metric in METRICS.items():
-        assert metric.name == name
-        assert metric.higher_is_better
-        assert metric.needs_reference
+def test_every_registered_metric_says_how_to_read_it():
+    for component in fusionkit.available("metric"):
+        metric = fusionkit.create("metric", component.name)
+        assert metric.name == component.name
+        assert isinstance(metric.higher_is_better, bool) and isinstance(metric.needs_reference, bool)
+    for name in ("psnr", "ssim"):
+        metric = fusionkit.create("metric", name)
+        assert metric.higher_is_better and metric.needs_reference
 
 
 @pytest.mark.parametrize(
@@ -124,10 +135,11 @@ def test_metric_table_says_how_to_read_each_metric():
         lambda: psnr(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 17)),
         lambda: ssim(torch.rand(3, 16, 16), torch.rand(3, 16, 16)),
         lambda: ssim(torch.rand(1, 3, 10, 32), torch.rand(1, 3, 10, 32)),
-        lambda: evaluate(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), space="lab"),
-        lambda: evaluate(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16), space="y"),
+        lambda: scores(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), space="lab"),
+        lambda: scores(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16), space="y"),
+        lambda: fusionkit.create("metric", "psnr")(torch.rand(1, 3, 16, 16), torch.rand(1, 2, 3, 16, 16)),
     ],
-    ids=["shape-mismatch", "not-batched", "too-small-for-ssim", "unknown-space", "y-needs-rgb"],
+    ids=["shape-mismatch", "not-batched", "too-small-for-ssim", "unknown-space", "y-needs-rgb", "no-reference"],
 )
 def test_user_mistakes_raise_one_line_fusionkit_errors(call):
     with pytest.raises(MetricInputError) as info:
@@ -140,7 +152,7 @@ def test_user_mistakes_raise_one_line_fusionkit_errors(call):
 def test_metrics_run_on_the_gpu():
     clean = photo("coffee")
     dirty = degrade(clean, "noise")
-    on_gpu = evaluate(tensor(dirty).cuda(), tensor(clean).cuda())
+    on_gpu = scores(tensor(dirty).cuda(), tensor(clean).cuda())
     assert on_gpu["ssim"].is_cuda
     assert on_gpu["ssim"].item() == pytest.approx(skimage_ssim(clean, dirty), abs=1e-4)
     assert on_gpu["psnr"].item() == pytest.approx(peak_signal_noise_ratio(clean, dirty, data_range=1), abs=1e-4)

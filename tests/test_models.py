@@ -15,7 +15,7 @@ from torch import nn
 
 import fusionkit
 from fusionkit.errors import ComponentOptionError, UnknownComponentError
-from fusionkit.interfaces import BackboneOutput
+from fusionkit.contracts import BackboneOutput
 from fusionkit.models import FusionNet, count_parameters, pad_to_multiple
 from fusionkit.plugins import get_registry
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from torch import nn
 
 from fusionkit.errors import (
     ComponentConflictError,
@@ -14,16 +15,19 @@ from fusionkit.errors import (
 from fusionkit.registry import KINDS, Registry
 
 
-class Block:
+class Block(nn.Identity):
     """A block for tests: remembers how it was built."""
 
     def __init__(self, channels: int, reduction: int = 16, *, gate: str = "sigmoid") -> None:
+        super().__init__()
         self.channels, self.reduction, self.gate = channels, reduction, gate
 
 
 def passthrough(channels, **options):
     """Accepts any option."""
-    return channels, options
+    block = Block(channels)
+    block.options = options
+    return block
 
 
 @pytest.fixture
@@ -120,7 +124,8 @@ def test_bad_arguments_are_option_errors_not_tracebacks(registry):
 
 
 def test_factory_with_var_keyword_receives_every_option(registry):
-    assert registry.create("attention", "anything", 8, whatever=1) == (8, {"whatever": 1})
+    block = registry.create("attention", "anything", 8, whatever=1)
+    assert (block.channels, block.options) == (8, {"whatever": 1})
 
 
 def test_same_name_from_two_plugins_warns_then_refuses_to_guess(registry):

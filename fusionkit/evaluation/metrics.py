@@ -119,19 +119,3 @@ def to_space(images: torch.Tensor, space: str = "rgb") -> torch.Tensor:
             raise MetricInputError(f"metric space 'y' needs RGB images (N, 3, H, W); got {tuple(images.shape)}")
         return kornia.color.rgb_to_ycbcr(images)[:, :1]
     return images
-
-
-#: Every full-reference metric by name.
-METRICS = {
-    "psnr": Metric("psnr", psnr, higher_is_better=True, unit="dB"),
-    "ssim": Metric("ssim", ssim, higher_is_better=True),
-}
-
-
-def evaluate(
-    pred: torch.Tensor, target: torch.Tensor, space: str = "rgb", data_range: float = 1.0
-) -> dict[str, torch.Tensor]:
-    """Every metric in :data:`METRICS` per image, computed in ``space`` ('rgb' or 'y')."""
-    _check_pair(pred, target)
-    pred, target = to_space(pred, space), to_space(target, space)
-    return {name: metric.fn(pred, target, data_range=data_range) for name, metric in METRICS.items()}

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..interfaces import BackboneOutput
+from ..contracts import BackboneOutput
 from .blend import WeightBlend
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fusionkit.errors import FusionkitError
+from fusionkit.api import FusionkitError
 
 
 class ExposureShapeError(FusionkitError, ValueError):

@@ -7,10 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import fusionkit
-from fusionkit.data.transforms import fit_within
-from fusionkit.errors import ComponentOptionError
-from fusionkit.models import WeightBlend
-from fusionkit.models.laplacian_blend import pyramid_blend
+from fusionkit.api import ComponentOptionError, WeightBlend, fit_within, pyramid_blend
 
 from .base import FusionMethod
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fusionkit.errors import ComponentOptionError
-from fusionkit.models.blend import mertens_weights
-from fusionkit.models.laplacian_blend import blend_rows, pyramid_blend
+from fusionkit.api import ComponentOptionError, blend_rows, mertens_weights, pyramid_blend
 
 from .base import FusionMethod
 

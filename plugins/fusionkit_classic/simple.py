@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fusionkit.evaluation.metrics import psnr
+from fusionkit.api import psnr
 
 from .base import ExposureShapeError, FusionMethod, ReferenceRequiredError
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from fusionkit.data import Bracket, SceneIndex, find_brackets, find_scenes
+from fusionkit.api import Bracket, SceneIndex, find_brackets, find_scenes
 
 
 def ExposureErrorsDataset(root: str | os.PathLike, split: str, *, expert: str = "c") -> SceneIndex:

@@ -12,12 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusionkit.errors import ComponentOptionError
-from fusionkit.evaluation.fusion_metrics import brightest_luma
-from fusionkit.evaluation.mef_ssim import SCALE_WEIGHTS, WINDOW, mef_ssim
-from fusionkit.models.blend import GRAY, gray, mertens_weights
-from fusionkit.models.laplacian_blend import pyramid_blend
-from fusionkit.training.perceptual import build_perceptual_loss
+from fusionkit.api import GRAY, ComponentOptionError, brightest_luma, build_perceptual_loss, gray, mef_ssim, mertens_weights, pyramid_blend
+from fusionkit.api import MEF_SSIM_SCALE_WEIGHTS as SCALE_WEIGHTS
+from fusionkit.api import MEF_SSIM_WINDOW as WINDOW
 
 
 

@@ -7,9 +7,8 @@ it returns (N,) scores on the inputs' device.
 
 from __future__ import annotations
 
-from fusionkit.evaluation.fusion_metrics import crushed_shadows, normalized_mutual_information, qabf
-from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
-from fusionkit.evaluation.metrics import Metric, psnr, ssim
+from fusionkit.api import FunctionMetric as Metric
+from fusionkit.api import crushed_shadows, mef_ssim_rgb, normalized_mutual_information, psnr, qabf, ssim
 
 
 def psnr_metric(space: str = "rgb") -> Metric:

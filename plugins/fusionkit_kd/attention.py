@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusionkit.wholeimage import WholeImagePool, upsample_like
+from fusionkit.api import WholeImagePool, upsample_like
 
 
 class NoAttention(nn.Identity):

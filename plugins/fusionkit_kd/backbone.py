@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fusionkit.interfaces import BackboneOutput
+from fusionkit.api import BackboneOutput
 
 from .blocks import ResBlock, conv3x3, init_weights
 

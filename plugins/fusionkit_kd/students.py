@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import fusionkit
-from fusionkit.errors import ComponentOptionError
-from fusionkit.models import FusionNet, WeightBlend
+from fusionkit.api import ComponentOptionError, FusionNet, WeightBlend
 
 
 def build_student(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from fusionkit import hookimpl
-from fusionkit.errors import ComponentOptionError
+from fusionkit.api import ComponentOptionError
 
 #: timm name -> (name in fusionkit, summary). timm's "se" and "strip" are registered with a
 #: ``timm_`` prefix so they do not collide with the reference plugin's blocks of the same names.

@@ -1,0 +1,66 @@
+"""The public surface for plugins: a plugin imports ``fusionkit`` and ``fusionkit.api``, nothing else of fusionkit.
+
+It holds the registry's functions, the errors, each kind's contract (a Protocol checked when a
+component is built) and the building blocks the reference plugins share. Imports every layer but
+the cli; nothing in fusionkit imports it. tests/test_architecture.py enforces both rules, for
+``plugins/`` and ``docs/examples/`` too; docs/plugins.md documents every name below.
+"""
+
+from .. import KINDS, Component, available, component, create, hookimpl
+from ..contracts import (
+    Attention,
+    Backbone,
+    BackboneOutput,
+    Dataset,
+    DistillLoss,
+    FusionHead,
+    Loss,
+    Method,
+    Metric,
+    Pretrained,
+    Student,
+    Teacher,
+)
+from ..data import Bracket, DatasetLayoutError, SceneIndex, find_brackets, find_scenes
+from ..data.transforms import fit_within
+from ..errors import (
+    ComponentConflictError,
+    ComponentOptionError,
+    ContractError,
+    FusionkitError,
+    FusionkitWarning,
+    UnknownComponentError,
+)
+from ..evaluation.fusion_metrics import brightest_luma, crushed_shadows, normalized_mutual_information, qabf
+from ..evaluation.mef_ssim import SCALE_WEIGHTS as MEF_SSIM_SCALE_WEIGHTS
+from ..evaluation.mef_ssim import WINDOW as MEF_SSIM_WINDOW
+from ..evaluation.mef_ssim import mef_ssim, mef_ssim_rgb
+from ..evaluation.metrics import Metric as FunctionMetric
+from ..evaluation.metrics import psnr, ssim
+from ..models import FusionNet, WeightBlend
+from ..models.blend import GRAY, gray, mertens_weights
+from ..models.laplacian_blend import blend_rows, pyramid_blend
+from ..plugins import build_registry, get_registry, set_registry
+from ..training.perceptual import build_perceptual_loss
+from ..wholeimage import WholeImagePool, upsample_like
+
+__all__ = [
+    # registering and building components
+    "KINDS", "Component", "available", "component", "create", "hookimpl",
+    # testing a plugin without installing it
+    "build_registry", "get_registry", "set_registry",
+    # errors
+    "ComponentConflictError", "ComponentOptionError", "ContractError", "DatasetLayoutError", "FusionkitError",
+    "FusionkitWarning", "UnknownComponentError",
+    # contracts, one per kind
+    "Attention", "Backbone", "BackboneOutput", "Dataset", "DistillLoss", "FusionHead", "Loss", "Method", "Metric",
+    "Pretrained", "Student", "Teacher",
+    # building blocks: networks and blends
+    "FusionNet", "WeightBlend", "GRAY", "gray", "mertens_weights", "pyramid_blend", "blend_rows", "WholeImagePool",
+    "upsample_like", "fit_within",
+    # building blocks: scores and losses
+    "FunctionMetric", "psnr", "ssim", "mef_ssim", "mef_ssim_rgb", "MEF_SSIM_WINDOW", "MEF_SSIM_SCALE_WEIGHTS", "qabf",
+    "normalized_mutual_information", "crushed_shadows", "brightest_luma", "build_perceptual_loss",
+    # building blocks: datasets
+    "Bracket", "SceneIndex", "find_brackets", "find_scenes",
+]
