@@ -17,8 +17,8 @@ def data() -> None:
 @data.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--max-scenes", type=click.IntRange(min=1), help="A smaller set: this many scenes, round-robin over the photos.")
-@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), help="Also write a contact sheet (exposures + reference) here.")
-@click.option("--scene", help="Scene shown by --sheet (default: the first test scene).")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), help="Also write a contact sheet (exposures + reference) here, outside DIRECTORY.")
+@click.option("--scene", help="Scene shown by --sheet (default: the first test scene, else the first val or train one).")
 def sample(directory: Path | None, max_scenes: int | None, sheet: Path | None, scene: str | None) -> None:
     """Write the sample set into DIRECTORY.
 
@@ -28,9 +28,12 @@ def sample(directory: Path | None, max_scenes: int | None, sheet: Path | None, s
     the photograph. Nothing is downloaded. A complete set is left as it is, so a second call
     returns at once.
     """
+    from ..data.atomic import check_writable
     from ..data.sample import ensure_sample, read_manifest, write_contact_sheet
 
     try:
+        if sheet is not None:
+            check_writable(sheet, "--sheet")
         root = ensure_sample(directory, max_scenes=max_scenes)
         if sheet is not None:
             write_contact_sheet(root, sheet, scene)
@@ -50,9 +53,10 @@ def sample(directory: Path | None, max_scenes: int | None, sheet: Path | None, s
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Put every scene in this split.")
 @click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True), help="Share of scenes in val (by a hash of the name).")
 @click.option("--test-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True), help="Share of scenes in test (by a hash of the name).")
+@click.option("--overwrite", is_flag=True, help="Replace a set in OUT rendered from other photos or with other options (only the files its manifest lists are deleted).")
 def render(
     photos: Path, out: Path, exposures: int, size: int | None, seed: int, split: str | None,
-    val_fraction: float, test_fraction: float,
+    val_fraction: float, test_fraction: float, overwrite: bool,
 ) -> None:
     """Render every image below PHOTOS as a bracket of exposures into OUT.
 
@@ -60,7 +64,8 @@ def render(
     nominal EVs evenly spread over a gap drawn per scene, written as OUT/<split>/inputs/<scene>/NN.jpg
     (darkest first) with the photo as OUT/<split>/reference/<scene>.jpg. Scenes are split by a
     hash of their name unless --split is given. A complete set made with the same photos and
-    options is left as it is; a non-empty OUT that holds no such set is refused.
+    options is left as it is, and an interrupted one rendered again; a set made otherwise is refused
+    unless --overwrite is given, and a non-empty OUT that holds no set is refused.
     """
     from ..data.render import render_photos
 
@@ -70,7 +75,7 @@ def render(
     try:
         manifest = render_photos(
             photos, out, exposures=exposures, size=size, seed=seed, split=split,
-            val_fraction=val_fraction, test_fraction=test_fraction, progress=progress,
+            val_fraction=val_fraction, test_fraction=test_fraction, progress=progress, overwrite=overwrite,
         )
     except FusionkitError as exc:
         raise click.ClickException(str(exc)) from None

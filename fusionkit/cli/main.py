@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import click
 
 from .. import __version__
+from ..data.io import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 from ..errors import FusionkitError
 from ..inference.hardware import keep_freed_memory
 from ..registry import KINDS
@@ -30,8 +32,17 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     return f"warning: {message}\n"
 
 
+def _set_max_pixels(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    """Set the pixel limit through the environment, so the command's DataLoader worker processes apply it too."""
+    if value is not None:
+        os.environ[MAX_PIXELS_ENV] = str(value)
+
+
 @click.group(cls=FusionkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="fusionkit")
+@click.option("--max-pixels", type=click.IntRange(min=0), metavar="N", expose_value=False, callback=_set_max_pixels,
+              help=f"Refuse any image file that declares more than N pixels, before decoding it; 0: no limit.  "
+                   f"[default: ${MAX_PIXELS_ENV}, else {DEFAULT_MAX_PIXELS:,}]")
 def cli() -> None:
     """Fuse differently-exposed photos of one scene into one well-exposed image."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -15,6 +17,8 @@ from ..errors import FusionkitError
 #: The process umask, read once: mkstemp makes private (0600) files, which we widen to a normal file's mode.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+#: This machine in temp file names (``.NAME.PID@HOST.XXXXXXXX.tmp``), which thereby say who writes them.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:24] or "host"
 
 
 def check_writable(path: str | os.PathLike, option: str) -> None:
@@ -52,7 +56,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        _remove_stale_temps(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}@{_HOST}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, _mode_for(target))
@@ -62,6 +67,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete the temp files of ``target`` left by a writer of this machine that no longer runs (killed mid-write).
+
+    Those of another machine (a shared folder) and names of any other form stay: their writer may be alive.
+    """
+    stale = re.compile(re.escape(f".{target.name}.") + r"(\d+)@" + re.escape(_HOST) + r"\.[^.]+\.tmp")
+    try:
+        with os.scandir(target.parent) as entries:
+            found = [(entry.path, int(match[1])) for entry in entries if (match := stale.fullmatch(entry.name))]
+    except OSError:  # a folder we cannot list: nothing to clean, and the write may still succeed
+        return
+    for path, pid in found:
+        if not _running(pid):
+            with contextlib.suppress(OSError):  # another writer may have removed it first
+                os.unlink(path)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine; outside POSIX, where no signal 0 probes it, assume it does."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_atomic(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:

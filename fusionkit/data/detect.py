@@ -7,12 +7,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import create
+from . import render, sample
 from .brackets import LAYOUT_HINT, Bracket, find_brackets
 from .errors import DataOptionError, DatasetLayoutError
-from .layout import EXPERTS, GT_DIR, INPUT_DIR, SPLITS, SceneIndex, find_scenes
+from .layout import EXPERTS, GT_DIR, INPUT_DIR, SPLIT_ALIASES, SPLITS, SceneIndex, find_scenes
+from .manifest import check_finished
 
 #: What ``scan_split`` returns: Afifi et al.'s named EVs (read as pairs) or brackets of any size.
 Scenes = SceneIndex | list[Bracket]
+#: The manifests of the sets fusionkit writes, and the command that finishes an interrupted one in ``{root}``.
+_WRITTEN_SETS = ((render.MANIFEST, "fusionkit data render PHOTOS {root}"), (sample.MANIFEST, "fusionkit data sample {root}"))
 
 _AFIFI_DIRS = (INPUT_DIR, GT_DIR, *(f"expert_{e}_testing_set" for e in EXPERTS))
 
@@ -42,6 +46,7 @@ def scan_split(
     ``expert`` goes to the exposure-errors reader (detected or named) and is ignored otherwise;
     ``options`` are a named component's own options.
     """
+    check_finished_set(root)
     if dataset is None:
         if options:
             raise DataOptionError(f"dataset options {sorted(options)} need a dataset name (dataset=...)")
@@ -60,3 +65,13 @@ def scan_split(
         f"dataset {dataset!r} returned {type(scenes).__name__}; a dataset component returns a "
         "fusionkit.data.SceneIndex or a list of fusionkit.data.Bracket"
     )
+
+
+def check_finished_set(root: str | os.PathLike) -> None:
+    """Refuse a set that ``data render`` or ``data sample`` was interrupted writing: at ``root``, or above it when
+    ``root`` is one of its split folders."""
+    root = Path(root)
+    folders = [root, root.parent] if root.name in SPLITS or root.name in SPLIT_ALIASES else [root]
+    for folder in folders:
+        for manifest, command in _WRITTEN_SETS:
+            check_finished(folder, manifest, command.format(root=folder))

@@ -8,15 +8,24 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+import tifffile
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from ..errors import FusionkitWarning
+from ..errors import FusionkitError, FusionkitWarning
 from .atomic import atomic_path
-from .errors import ImageFileError
+from .errors import DataOptionError, ImageFileError
 
 #: File name endings the readers accept, compared case-insensitively.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+#: Most pixels a file may declare, checked from its header before decoding: 120 MP admits the largest
+#: 100 MP cameras (11656x8742) and costs 1.4 GB as float32 RGB; a crafted file declaring gigapixels is refused.
+DEFAULT_MAX_PIXELS = 120_000_000
+#: Overrides the limit (0: none); ``fusionkit --max-pixels N`` sets it for the command.
+MAX_PIXELS_ENV = "FUSIONKIT_MAX_PIXELS"
+# Our limit replaces Pillow's guard, which warns on a 100 MP photo and refuses one above 179 MP whatever ours says.
+Image.MAX_IMAGE_PIXELS = None
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _OPENCV_HINT = "16-bit colour PNG needs OpenCV (pip install opencv-python-headless), or use 16-bit TIFF"
@@ -39,8 +48,9 @@ def read_image(path: str | os.PathLike) -> Tensor:
 def decode_pixels(path: Path) -> np.ndarray:
     """The file's pixels as decoded, (H, W) or (H, W, C); a missing or unreadable file is an :class:`ImageFileError`."""
     try:
+        _check_size(path)
         return _decode(path)
-    except ImageFileError:
+    except FusionkitError:
         raise
     except FileNotFoundError:
         raise ImageFileError(f"image file not found: {path}") from None
@@ -87,6 +97,42 @@ def write_array(path: str | os.PathLike, pixels: np.ndarray, quality: int = 95) 
     with atomic_path(path) as tmp:
         _encode(tmp, suffix, pixels, quality)
     return path
+
+
+def max_pixels() -> int | None:
+    """The pixel limit in effect (None: no limit), read from the environment on each call so the CLI option applies."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if not text.isdigit():
+        raise DataOptionError(f"{MAX_PIXELS_ENV}={text}: give a whole number of pixels, or 0 for no limit")
+    return int(text) or None
+
+
+def _check_size(path: Path) -> None:
+    """Refuse a file declaring more pixels than :func:`max_pixels` before decoding it, so it cannot exhaust memory."""
+    limit = max_pixels()
+    if limit is None:
+        return
+    width, height, images = _declared_size(path)
+    if width * height * images > limit:
+        stack = f" in each of {images} images" if images > 1 else ""
+        raise ImageFileError(
+            f"cannot read image {path}: it declares {width}x{height} pixels{stack}, more than the limit of {limit:,}; "
+            f"raise it with --max-pixels N or {MAX_PIXELS_ENV}=N (0: no limit)"
+        )
+
+
+def _declared_size(path: Path) -> tuple[int, int, int]:
+    """(width, height, images) from the file's header: what :func:`_decode` would decode, without decoding it."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]  # the series the tifffile plugin reads
+            page = series.keyframe
+            return page.imagewidth, page.imagelength, series.size // page.size
+    with Image.open(path) as image:
+        animated = image.format == "GIF" or image.custom_mimetype == "image/apng"  # imageio decodes all their frames
+        return image.width, image.height, image.n_frames if animated else 1
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -159,6 +205,7 @@ def _reason(exc: BaseException) -> str:
     if exc.__cause__ is not None and "unknown error occurred" in str(exc):
         exc = exc.__cause__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if text.startswith("Could not find a backend") or "can not handle the given uri" in text:
+    unknown = text.startswith("Could not find a backend") or "can not handle the given uri" in text
+    if unknown or isinstance(exc, UnidentifiedImageError):  # the latter from reading the header (_declared_size)
         return "not an image file, or corrupt"
     return text

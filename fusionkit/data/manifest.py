@@ -1,5 +1,6 @@
 """Folders of generated files kept by a manifest: a complete one is reused untouched, an interrupted,
-outdated or damaged one rewritten, and a non-empty folder without the manifest refused.
+outdated or damaged one rewritten, and a non-empty folder without the manifest refused. The manifest
+says ``complete: false`` while files are written, so readers can refuse an interrupted folder.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Callable
 
 from filelock import FileLock
 
+from ..errors import FusionkitError
 from .atomic import write_json
 from .errors import DatasetLayoutError
 
@@ -44,13 +46,16 @@ def ensure_generated(
     if manifest is not None:  # the usual case: touch nothing
         return manifest
     check_not_foreign(root, name, what)
-    root.mkdir(parents=True, exist_ok=True)
+    _make_folder(root)
     with FileLock(str(root / lock_name(name))):
         manifest = complete_manifest(root, name, key)
         if manifest is not None:
             return manifest
         check_not_foreign(root, name, what)
-        _remove_previous(root, read_manifest(root, name))
+        previous = read_manifest(root, name)
+        if previous and previous.get("complete"):  # an interruption from here on leaves the folder marked unfinished
+            write_json(root / name, {**previous, "complete": False})
+        _remove_previous(root, previous)
         write_json(root / name, {**key, "complete": False, "files": {f: None for f in files}})
         record = generate()
         manifest = {**key, "complete": True, **record, "files": {f: (root / f).stat().st_size for f in files}}
@@ -68,6 +73,25 @@ def complete_manifest(root: Path, name: str, key: dict) -> dict | None:
         if not path.is_file() or path.stat().st_size != size:
             return None
     return manifest
+
+
+def check_finished(root: Path, name: str, command: str) -> None:
+    """Refuse a folder whose manifest says its writing was interrupted: a reader would use part of it silently."""
+    manifest = read_manifest(root, name)
+    if manifest is not None and not manifest.get("complete"):
+        raise DatasetLayoutError(
+            f"{root} holds a set interrupted while being written; rerun `{command}` with the same options to finish it"
+        )
+
+
+def _make_folder(root: Path) -> None:
+    """Create ``root`` and its parents; a file in the way or no permission to write there is a one-line error naming it."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FusionkitError(f"cannot write in {root}: {exc.strerror or exc}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise FusionkitError(f"cannot write in {root}: permission denied")
 
 
 def check_not_foreign(root: Path, name: str, what: str) -> None:

@@ -23,7 +23,7 @@ from .camera import random_look, render_exposure
 from .errors import DataOptionError, DatasetLayoutError
 from .io import IMAGE_EXTENSIONS, is_image_file, read_image, write_array
 from .layout import split_name
-from .manifest import ensure_generated
+from .manifest import ensure_generated, read_manifest
 
 #: Nominal darkest-to-brightest gap in EV, drawn uniformly per scene (median 5: -2.75 to +2.25 EV).
 #: The camera's S-curve makes gaps measure about 1.4x wider in sRGB-equivalent EV, like real
@@ -115,6 +115,7 @@ def render_photos(
     test_fraction: float = 0.1,
     split: str | None = None,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Render every image under ``photos`` (recursively) as a scene of ``out``; return the set's manifest.
 
@@ -122,7 +123,9 @@ def render_photos(
     ``split`` puts every scene in one split; otherwise a hash of the name sends a scene to test
     (``test_fraction``), val (``val_fraction``) or train, so adding photos never moves others.
     ``size`` downscales photos whose longer side exceeds it. A complete set made with the same
-    photos and options is left as it is; a non-empty folder that is no such set is refused.
+    photos and options is left as it is, and an interrupted one rewritten; a complete set made
+    otherwise is refused unless ``overwrite`` (which deletes only the files its manifest lists), and
+    a non-empty folder that holds no set is refused.
     """
     photos, out = Path(photos), Path(out)
     if not photos.is_dir():
@@ -150,9 +153,21 @@ def render_photos(
         "split": split,
         "fractions": None if split else {"val": val_fraction, "test": test_fraction},
     }
+    if not overwrite:
+        _check_no_other_set(out, key)
     planned = [f for job in jobs for f in scene_files(job.split, job.name, exposures)]
     generate = partial(write_scenes, out, jobs, exposures=exposures, seed=seed, progress=progress)
     return ensure_generated(out, MANIFEST, key, planned, generate, what="set written by `fusionkit data render`")
+
+
+def _check_no_other_set(out: Path, key: dict) -> None:
+    """Refuse to replace a complete set made from other photos or with other options: it may be the only one a user has."""
+    earlier = read_manifest(out, MANIFEST)
+    if earlier and earlier.get("complete") and any(earlier.get(k) != v for k, v in key.items()):
+        raise DatasetLayoutError(
+            f"{out} holds a set rendered from other photos or with other options; "
+            "pass --overwrite to replace it, or choose another folder"
+        )
 
 
 def _photo_files(photos: Path) -> dict[str, Path]:

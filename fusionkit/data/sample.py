@@ -177,14 +177,17 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 def write_contact_sheet(root: str | os.PathLike, path: str | os.PathLike, scene: str | None = None, height: int = 160) -> Path:
     """One scene's exposures (with their nominal EVs) and its reference in a labelled row, as an image file.
 
-    ``scene`` defaults to the first test scene of the set; any split's scene can be named.
+    ``scene`` defaults to the first test scene of the set (of val, then train, when it has none);
+    any split's scene can be named. ``path`` must lie outside the set, whose files it could replace.
     """
     root = Path(root)
     manifest = read_manifest(root)
     if manifest is None or not manifest.get("complete"):
         raise DatasetLayoutError(f"{root} holds no complete sample set; run `fusionkit data sample {root}` first")
+    if root.resolve() in Path(path).resolve().parents:
+        raise DataOptionError(f"--sheet {path} is inside the sample set {root}, which it would change; write it elsewhere")
     by_name = {name: split for split, names in manifest["scenes"].items() for name in names}
-    scene = scene or manifest["scenes"]["test"][0]
+    scene = scene or next(name for split in ("test", "val", "train") for name in manifest["scenes"][split])
     if scene not in by_name:
         raise DataOptionError(f"no scene {scene!r} in {root}; scenes look like {next(iter(by_name))!r}")
     reference, *inputs = scene_files(by_name[scene], scene, manifest["exposures"])

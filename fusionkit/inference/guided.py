@@ -33,9 +33,11 @@ def guided_upsample(maps: Tensor, guide_small: Tensor, guide: Tensor, radius: in
 def guided_coefficients(maps: Tensor, guide_small: Tensor, radius: int = RADIUS, eps: float = EPS) -> tuple[Tensor, Tensor]:
     """The guided filter's smoothed linear model (a, b), each (N, C, h, w): ``maps ~ a * guide + b`` locally."""
     size = (2 * radius + 1, 2 * radius + 1)
+    # Reflecting needs more than ``radius`` pixels: a long thin photo's side at the work size can be 1 pixel.
+    border = "reflect" if min(maps.shape[-2:]) > radius else "replicate"
 
     def mean(t: Tensor) -> Tensor:
-        return box_blur(t, size, border_type="reflect", separable=True)
+        return box_blur(t, size, border_type=border, separable=True)
 
     mean_guide, mean_maps = mean(guide_small), mean(maps)
     variance = mean(guide_small.square()).addcmul_(mean_guide, mean_guide, value=-1)
