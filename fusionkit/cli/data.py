@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from ..errors import FusionkitError
+from .group import FusionkitGroup
 
 
-@click.group()
+@click.group(cls=FusionkitGroup)
 def data() -> None:
     """Datasets: the sample set built from photos already installed, and brackets rendered from your photos."""
 

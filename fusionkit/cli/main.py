@@ -10,26 +10,9 @@ import click
 
 from .. import __version__
 from ..data.io import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
-from ..errors import FusionkitError
 from ..inference.hardware import keep_freed_memory
 from ..registry import KINDS
-
-
-class FusionkitGroup(click.Group):
-    """Turns user mistakes (FusionkitError) into one-line errors with exit code 1, and Ctrl-C into exit code 130."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except FusionkitError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("fusionkit: interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    return f"warning: {message}\n"
+from .group import FusionkitGroup, one_line_warning
 
 
 def _set_max_pixels(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
@@ -95,7 +78,7 @@ _add_commands()
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     keep_freed_memory()
-    warnings.formatwarning = _one_line_warning
+    warnings.formatwarning = one_line_warning
     cli.main(args=argv, prog_name="fusionkit")
 
 

@@ -15,7 +15,7 @@ from ..data.brackets import find_brackets
 from ..data.detect import detect_layout
 from ..data.loader import build_loader
 from ..data.pairs import fixed_pairs
-from ..errors import FusionkitError
+from ..errors import FusionkitError, param
 from ..inference.device import pick_device
 from ..inference.fuser import Fuser
 from ..models.fusionnet import count_parameters
@@ -164,7 +164,7 @@ def run_bench(
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     if amp == "fp16" and not cuda:
-        raise FusionkitError("--amp fp16 needs CUDA; on CPU use --amp bf16 or off")
+        raise FusionkitError(f"{param('amp')} fp16 needs CUDA; on CPU use {param('amp')} bf16 or off")
     autocast_dtype = {"auto": torch.bfloat16 if cuda else None, "bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
     channels_last = cuda if channels_last is None else channels_last
     candidates = load_candidates(checkpoints, methods, dev)

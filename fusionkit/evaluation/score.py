@@ -11,7 +11,7 @@ from torch import Tensor
 from .. import available, create
 from ..data.io import read_image
 from ..data.stack import read_stack
-from ..errors import FusionkitError
+from ..errors import FusionkitError, param
 from ..inference.hardware import is_out_of_memory
 from .metrics import Metric, MetricInputError, to_space
 
@@ -22,7 +22,7 @@ def build_metrics(names: list[str] | None) -> list[Metric]:
         return [create("metric", name) for name in names]
     metrics = [create("metric", c.name) for c in available("metric")]
     if not metrics:
-        raise FusionkitError("no metric to compute: no plugin registers one (see `fusionkit plugins --kind metric`)")
+        raise FusionkitError("no metric to compute: no plugin registers one (see `fusionkit plugins`)")
     return sorted(metrics, key=lambda m: not m.needs_reference)
 
 
@@ -51,7 +51,7 @@ def score_files(
     if reference is None and metrics is not None:
         wanted = [m.name for m in chosen if m.needs_reference]
         if wanted:
-            raise FusionkitError(f"--metric {wanted[0]} compares with a reference image: give --reference")
+            raise FusionkitError(f"{param('metrics')} {wanted[0]} compares with a reference image: give {param('reference')}")
     image = read_image(fused)
     stack = read_stack(list(inputs))
     target = read_image(reference) if reference is not None else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import FusionkitError
+from ..errors import FusionkitError, param
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -16,11 +16,11 @@ def pick_device(requested: str = "auto") -> torch.device:
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise FusionkitError(f"--device {requested}: not a device; use auto, cpu, cuda or cuda:N")
+        raise FusionkitError(f"{param('device')} {requested}: not a device; use auto, cpu, cuda or cuda:N")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise FusionkitError(f"--device {requested}: MPS is not available on this machine")
+        raise FusionkitError(f"{param('device')} {requested}: MPS is not available on this machine")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise FusionkitError(f"--device {requested}: CUDA is not available on this machine")
+        raise FusionkitError(f"{param('device')} {requested}: CUDA is not available on this machine")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise FusionkitError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise FusionkitError(f"{param('device')} {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

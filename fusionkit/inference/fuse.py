@@ -12,7 +12,7 @@ import torch
 from ..data.atomic import check_writable
 from ..data.io import write_image
 from ..data.stack import read_stack
-from ..errors import FusionkitError
+from ..errors import FusionkitError, param
 from .device import pick_device
 from .fuser import Fuser
 from .hardware import PRECISIONS, is_out_of_memory, set_threads
@@ -46,11 +46,11 @@ def fuse_files(
     inputs, output = [Path(p) for p in inputs], Path(output)
     check_request(inputs, output, checkpoint=checkpoint, method=method, tile=tile, bits=bits)
     if work_size is not None and work_size < 16:
-        raise FusionkitError(f"--work-size {work_size}: give 16 pixels or more, or 0 for full resolution")
+        raise FusionkitError(f"{param('work_size')} {work_size}: give 16 pixels or more, or 0 for full resolution")
     if precision not in PRECISIONS:
-        raise FusionkitError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
+        raise FusionkitError(f"{param('precision')} {precision}: use one of {', '.join(PRECISIONS)}")
     if tile_batch is not None and tile_batch < 1:
-        raise FusionkitError(f"--tile-batch {tile_batch}: give 1 or more tiles")
+        raise FusionkitError(f"{param('tile_batch')} {tile_batch}: give 1 or more tiles")
     set_threads(threads)
     dev = pick_device(device)
     options = {"work_size": work_size, "tile": tile, "overlap": overlap, "tile_batch": tile_batch or default_tile_batch(dev),
@@ -58,11 +58,11 @@ def fuse_files(
     if method is not None:
         fuser = Fuser.from_method(method, **options)
         if fuser.oracle:
-            raise FusionkitError(f"--method {method} is an oracle that needs the ground truth; it cannot fuse new photos")
+            raise FusionkitError(f"{param('method')} {method} is an oracle that needs the ground truth; it cannot fuse new photos")
     else:
         fuser = Fuser.from_checkpoint(checkpoint, **options) if checkpoint is not None else Fuser.default(**options)
         if fuser.role != "student":
-            raise FusionkitError(f"--checkpoint {checkpoint}: holds a {fuser.role}, fuse needs a student")
+            raise FusionkitError(f"{param('checkpoint')} {checkpoint}: holds a {fuser.role}, fuse needs a student")
         if fuser.num_inputs not in (None, len(inputs)):
             raise FusionkitError(f"{fuser.source} fuses {fuser.num_inputs} exposures, got {len(inputs)}: give {fuser.num_inputs} photos")
     exposures = read_exposures(inputs)
@@ -81,14 +81,14 @@ def check_request(
 ) -> None:
     """Refuse, before any work, what could only fail at the end or overwrite a photo being fused."""
     if checkpoint is not None and method is not None:
-        raise FusionkitError("give --checkpoint or --method, not both")
+        raise FusionkitError(f"give {param('checkpoint')} or {param('method')}, not both")
     if method is not None and tile is not None:
-        raise FusionkitError(f"--tile applies to a student checkpoint; --method {method} fuses the whole image at once")
+        raise FusionkitError(f"{param('tile')} applies to a student checkpoint; {param('method')} {method} fuses the whole image at once")
     suffix = output.suffix.lower()
     if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         raise FusionkitError(f"-o {output}: use a .png, .jpg or .tif file name")
     if bits == 16 and suffix in (".jpg", ".jpeg"):
-        raise FusionkitError(f"-o {output}: JPEG is 8-bit only; use .png or .tif with --bits 16")
+        raise FusionkitError(f"{param('output')} {output}: JPEG is 8-bit only; use .png or .tif with {param('bits')} 16")
     for path in inputs:
         if same_file(path, output):
             raise FusionkitError(f"-o {output} is the input {path}; fusing would overwrite it, give another file name")
@@ -113,9 +113,9 @@ def out_of_memory_hint(exposures: torch.Tensor, device: torch.device, method: st
             raise
         height, width = exposures.shape[-2:]
         if method is not None:
-            hint = f"--method {method} cannot tile; fuse a smaller photo, or use a student checkpoint with --tile 512"
+            hint = f"{param('method')} {method} cannot tile; fuse a smaller photo, or use a student checkpoint with {param('tile')} 512"
         elif tile is not None:
-            hint = f"try a smaller --tile than {tile}"
+            hint = f"try a smaller {param('tile')} than {tile}"
         else:
-            hint = "try --tile 512 to fuse it in pieces"
+            hint = f"try {param('tile')} 512 to fuse it in pieces"
         raise FusionkitError(f"out of memory on {device} fusing {width}x{height} photos; {hint}") from None

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import FusionkitError
+from ..errors import FusionkitError, param
 
 #: glibc's mallopt parameter numbers (malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -50,7 +50,7 @@ def set_threads(threads: int | None) -> int:
     """Use ``threads`` intra-op threads (``None``: torch's default, one per physical core); returns the count."""
     if threads is not None:
         if threads < 1:
-            raise FusionkitError(f"--threads {threads}: give 1 or more")
+            raise FusionkitError(f"{param('threads')} {threads}: give 1 or more")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 
@@ -108,7 +108,7 @@ def pick_precision(model: nn.Module, device: torch.device, channels: int, reques
     verdict is remembered per CPU, torch version and network in the user's cache folder.
     """
     if requested not in PRECISIONS:
-        raise FusionkitError(f"--precision {requested}: use one of {', '.join(PRECISIONS)}")
+        raise FusionkitError(f"{param('precision')} {requested}: use one of {', '.join(PRECISIONS)}")
     if requested == "fp32":
         return Precision(None, device.type == "cuda", "float32, as asked")
     if requested == "bf16":

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..errors import FusionkitError, FusionkitWarning
+from ..errors import FusionkitError, FusionkitWarning, param
 from .locality import tile_dependent_layers
 from ..wholeimage import WholeImagePool, bilinear_matrix, pooling_context, pooling_groups, pooling_matrix
 
@@ -65,13 +65,13 @@ def axis_spans(size: int, tile: int, overlap: int, multiple: int = 1) -> list[Sp
 def check_tiling(tile: int, overlap: int, multiple: int = 1) -> None:
     """One-line errors for a tile size and overlap no plan can use (``multiple``: the network's total stride)."""
     if overlap < 0:
-        raise FusionkitError(f"--overlap must not be negative, got {overlap}")
+        raise FusionkitError(f"{param('overlap')} must not be negative, got {overlap}")
     if tile < 1:
-        raise FusionkitError(f"--tile must be a positive number of pixels, got {tile}")
+        raise FusionkitError(f"{param('tile')} must be a positive number of pixels, got {tile}")
     if tile % multiple:
-        raise FusionkitError(f"--tile must be a multiple of {multiple} for this model, got {tile}")
+        raise FusionkitError(f"{param('tile')} must be a multiple of {multiple} for this model, got {tile}")
     if tile - overlap < multiple:
-        raise FusionkitError(f"--tile must be at least {multiple} larger than --overlap (got tile {tile}, overlap {overlap})")
+        raise FusionkitError(f"{param('tile')} must be at least {multiple} larger than {param('overlap')} (got tile {tile}, overlap {overlap})")
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def blend_tiles(
     stderr when the pass ends.
     """
     if batch < 1:
-        raise FusionkitError(f"--tile-batch must be at least 1, got {batch}")
+        raise FusionkitError(f"{param('tile_batch')} must be at least 1, got {batch}")
     out = weights = None
     tiles, started = plan.tiles(), time.perf_counter()
     on_terminal = sys.stderr is not None and sys.stderr.isatty()
@@ -174,7 +174,7 @@ def tiled_apply(
         known.update(one_pass.pooled)
     if approximate:
         warnings.warn(
-            f"--tile: {', '.join(approximate)} {'pools' if len(approximate) == 1 else 'pool'} over each tile, not the "
+            f"{param('tile')}: {', '.join(approximate)} {'pools' if len(approximate) == 1 else 'pool'} over each tile, not the "
             "whole image (no fusionkit.wholeimage.WholeImagePool), so the tiled result only approximates the untiled one",
             FusionkitWarning, stacklevel=2,
         )
