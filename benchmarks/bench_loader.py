@@ -16,7 +16,8 @@ import warnings
 
 import torch
 
-from fusionkit.data import build_loader, ensure_sample
+from fusionkit.data import build_loader
+from fusionkit.synthetic import ensure_sample
 
 #: (label, split, loader options): the training stream and a full-image evaluation pass.
 CASES = (

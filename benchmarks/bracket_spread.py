@@ -45,13 +45,11 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from fusionkit.colour import srgb_to_linear
 from fusionkit.data import detect_layout, find_brackets
-from fusionkit.data.camera import srgb_to_linear
 from fusionkit.data.layout import EV_VALUES, EVS, SPLITS, find_scenes
-from fusionkit.data.manifest import read_manifest
-from fusionkit.data.render import MANIFEST as RENDER_MANIFEST
-from fusionkit.data.render import SPLIT_FOLDERS
-from fusionkit.data.sample import MANIFEST as SAMPLE_MANIFEST
+from fusionkit.data.manifest import RENDER_MANIFEST, SAMPLE_MANIFEST, read_manifest
+from fusionkit.synthetic.render import SPLIT_FOLDERS
 
 LOW, HIGH = 0.05, 0.9  # well exposed: linear value within [LOW, HIGH] in both images
 MIN_COMMON = 0.002  # fewest well-exposed values in common (fraction of all) for an estimate

@@ -123,7 +123,7 @@ def source_bracket() -> list[Path]:
     shared = Path(os.environ.get("FUSIONKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
     scene = shared / "brackets" / "test" / "pmef1-devil-s-tower"
     if not scene.is_dir():
-        from fusionkit.data.sample import ensure_sample
+        from fusionkit.synthetic import ensure_sample
 
         scene = next(p for p in sorted((ensure_sample() / "test" / "inputs").iterdir()) if p.is_dir())
     files = sorted(scene.glob("*.jpg"))

@@ -77,7 +77,7 @@ def main() -> None:
     teacher = runs / students[0] / "teacher.safetensors" if args.run else runs / "teacher" / "teacher.safetensors"
     checkpoints = [runs / name / "student.safetensors" for name in students] + [teacher]
     if args.data is None:
-        from fusionkit.data.sample import ensure_sample
+        from fusionkit.synthetic import ensure_sample
 
         data_root = ensure_sample()
     else:

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 import fusionkit
+from fusionkit.colour import luma
 from fusionkit.data.brackets import find_brackets
 from fusionkit.data.io import read_image
 from fusionkit.evaluation.bench import run_bench
 from fusionkit.evaluation.report import table_rows
-from fusionkit.inference.pipeline import fuse_with_model, luma
+from fusionkit.inference.pipeline import fuse_with_model
 from fusionkit.runs.checkpoint import load_model, read_recipe
 
 ROOT = Path(__file__).resolve().parent.parent

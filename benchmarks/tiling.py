@@ -30,7 +30,7 @@ from fusionkit.inference.device import pick_device
 from fusionkit.inference.fuse import read_exposures
 from fusionkit.evaluation.metrics import psnr
 from fusionkit.inference.pipeline import fuse_with_model
-from fusionkit.runs.folders import default_student
+from fusionkit.runs.folders import latest_run, shipped_student
 from fusionkit.wholeimage import pooling_context, pooling_groups
 
 SETTINGS = ((128, 32), (192, 64), (256, 64))
@@ -118,11 +118,12 @@ def main() -> None:
         print(json.dumps(measure(args.measure, large, args.tile, device)))
         return
 
-    checkpoint = args.checkpoint or default_student()
+    run = latest_run()
+    checkpoint = args.checkpoint or (run / "student.safetensors" if run else shipped_student())
     model, recipe = load_model(checkpoint, map_location=device)
     model.eval()
     if args.data is None:
-        from fusionkit.data.sample import ensure_sample
+        from fusionkit.synthetic import ensure_sample
 
         args.data = ensure_sample()
     scenes = find_scenes(args.data, "test")

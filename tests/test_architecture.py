@@ -14,16 +14,18 @@ PACKAGE = ROOT / "fusionkit"
 PLUGIN_ROOTS = (ROOT / "plugins", ROOT / "docs" / "examples")
 
 #: Each layer and the layers it may import. The core is the top-level modules plus ``models``;
-#: ``api`` (the plugins' surface) and ``cli`` sit on top, and nothing in fusionkit imports them.
+#: ``synthetic`` (generated brackets) sits beside the layers above ``data``: only ``training`` and the top
+#: import it. ``api`` (the plugins' surface) and ``cli`` sit on top, and nothing in fusionkit imports them.
 ALLOWED = {
     "core": {"core"},
     "data": {"core", "data"},
+    "synthetic": {"core", "data", "synthetic"},
     "runs": {"core", "data", "runs"},
     "inference": {"core", "data", "runs", "inference"},
     "evaluation": {"core", "data", "runs", "inference", "evaluation"},
-    "training": {"core", "data", "runs", "inference", "evaluation", "training"},
-    "api": {"core", "data", "runs", "inference", "evaluation", "training", "api"},
-    "cli": {"core", "data", "runs", "inference", "evaluation", "training", "cli"},
+    "training": {"core", "data", "synthetic", "runs", "inference", "evaluation", "training"},
+    "api": {"core", "data", "synthetic", "runs", "inference", "evaluation", "training", "api"},
+    "cli": {"core", "data", "synthetic", "runs", "inference", "evaluation", "training", "cli"},
 }
 PLUGIN_PACKAGES = tuple(sorted(p.parent.name for p in (ROOT / "plugins").glob("*/__init__.py")))
 
@@ -134,8 +136,11 @@ def test_plugin_checker_catches_an_import_past_the_surface(tmp_path, where, line
 
 
 def test_top_level_stays_small():
+    """The plugin core (registry, contracts, hookspecs, plugins, errors), the package's ``__init__`` and ``__main__``,
+    and three modules many layers share: ``files`` (safe writes), ``colour`` (colour conventions) and ``wholeimage``
+    (pooling that attention blocks and tiling agree on). Ten at most: anything else belongs in a subpackage."""
     modules = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert len(modules) <= 8, modules
+    assert len(modules) <= 10, modules
 
 
 def test_every_package_says_what_lives_there_and_what_it_may_import():
@@ -149,6 +154,9 @@ def test_every_package_says_what_lives_there_and_what_it_may_import():
     [
         ("registry.py", "from .training import engine\n", "fusionkit.registry (core) imports fusionkit.training"),
         ("data/io.py", "from ..inference.fuse import fuse_files\n", "(data) imports fusionkit.inference.fuse (inference)"),
+        ("data/detect.py", "from ..synthetic import sample\n", "(data) imports fusionkit.synthetic (synthetic)"),
+        ("synthetic/render.py", "from ..runs.checkpoint import paths\n", "(synthetic) imports fusionkit.runs.checkpoint (runs)"),
+        ("evaluation/bench.py", "from ..synthetic import ensure_sample\n", "(evaluation) imports fusionkit.synthetic (synthetic)"),
         ("evaluation/bench.py", "from ..training.config import make_config\n", "(evaluation) imports fusionkit.training.config"),
         ("training/engine.py", "from ..cli.main import cli\n", "nothing imports the cli"),
         ("inference/fuse.py", "import fusionkit_kd\n", "imports the plugin package fusionkit_kd"),

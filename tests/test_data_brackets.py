@@ -26,10 +26,11 @@ from fusionkit.data import (
     detect_layout,
     find_brackets,
 )
-from fusionkit.data.render import MANIFEST, render_photos
+from fusionkit.data.manifest import RENDER_MANIFEST
 from fusionkit.errors import ComponentOptionError, FusionkitWarning, UnknownComponentError
 from fusionkit.plugins import set_registry
 from fusionkit.registry import Registry
+from fusionkit.synthetic import render_photos
 from tests.fake_exposure_data import bracket_pattern, epoch_signatures, make_fake_brackets, make_fake_dataset
 
 H, W = 24, 32
@@ -289,7 +290,7 @@ def test_render_writes_the_sice_layout_deterministically(photos, tmp_path):
     result = runner.invoke(data, ["render", str(photos), str(tmp_path / "one"), "--exposures", "4", "--seed", "5"])
     assert result.exit_code == 0, result.output
     assert "[4/4] sub_d" in result.stderr and "rendered set in" in result.stdout and "PSNR vs reference" in result.stdout
-    manifest = json.loads((tmp_path / "one" / MANIFEST).read_text())
+    manifest = json.loads((tmp_path / "one" / RENDER_MANIFEST).read_text())
     scenes = {name: split for split, names in manifest["scenes"].items() for name in names}
     assert sorted(scenes) == ["a", "b", "c", "sub_d"] and manifest["complete"]
     for name, split in scenes.items():

@@ -249,7 +249,7 @@ def test_crop_too_large_and_uneven_batches_are_clear(fake_root):
     index.scenes = index.scenes[1:]  # the good scene and the one with a larger ground truth... and inputs
     dataset = ExposurePairs(index, "low")
     with pytest.raises(DataOptionError, match="cannot batch images of different sizes"):
-        loader_module.collate_pairs([dataset[0], {**dataset[0], "target": torch.zeros(3, 5, 5)}])
+        loader_module.collate_stacks([dataset[0], {**dataset[0], "target": torch.zeros(3, 5, 5)}])
 
 
 def test_distributed_needs_a_process_group(fake_root):

@@ -20,11 +20,12 @@ import tifffile
 import torch
 
 import fusionkit.data.io as io_module
-import fusionkit.data.render as render_module
+import fusionkit.synthetic.render as render_module
 from fusionkit.data.errors import DataOptionError, DatasetLayoutError, ImageFileError
 from fusionkit.data.io import read_image, write_image
 from fusionkit.data.loader import build_loader
-from fusionkit.data.sample import MANIFEST as SAMPLE_MANIFEST, ensure_sample
+from fusionkit.data.manifest import SAMPLE_MANIFEST
+from fusionkit.synthetic import ensure_sample
 from tests.test_cli_reliability import TEACHER_ONLY, TINY_ARGS, assert_one_line_error, invoke, read_only, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +233,7 @@ def test_sheet_naming_a_file_of_the_set_is_refused(four_scenes):
 # ----- temporary files of a killed writer -----------------------------------------------------
 WRITER = """
 import sys, time
-from fusionkit.data.atomic import atomic_path
+from fusionkit.files import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     tmp.write_bytes(b"half an image")
     print(tmp, flush=True)

@@ -12,10 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from fusionkit.cli.data import data
-from fusionkit.data import DatasetLayoutError, build_loader, default_sample_dir, detect_layout, ensure_sample, find_brackets
-from fusionkit.data.camera import random_look, render_exposure
-from fusionkit.data.render import GAP_EV
-from fusionkit.data.sample import LOCK, MANIFEST, PHOTOS, read_manifest
+from fusionkit.data import DatasetLayoutError, build_loader, detect_layout, find_brackets
+from fusionkit.data.manifest import SAMPLE_MANIFEST
+from fusionkit.synthetic import default_sample_dir, ensure_sample, read_manifest
+from fusionkit.synthetic.camera import random_look, render_exposure
+from fusionkit.synthetic.render import GAP_EV
+from fusionkit.synthetic.sample import LOCK, PHOTOS
 
 SMALL = {"max_scenes": 12, "size": (24, 32)}
 
@@ -109,8 +111,8 @@ def test_incomplete_or_changed_sets_are_rewritten(tmp_path):
     ensure_sample(root, **SMALL)
     assert _files(root) == reference
 
-    manifest = json.loads((root / MANIFEST).read_text())
-    (root / MANIFEST).write_text(json.dumps({**manifest, "complete": False}))  # as if interrupted
+    manifest = json.loads((root / SAMPLE_MANIFEST).read_text())
+    (root / SAMPLE_MANIFEST).write_text(json.dumps({**manifest, "complete": False}))  # as if interrupted
     ensure_sample(root, **SMALL)
     assert _files(root) == reference
 
@@ -125,7 +127,7 @@ def test_a_set_in_the_old_layout_is_replaced_without_leftovers(tmp_path):
     for relative in old:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(b"old")
-    (tmp_path / MANIFEST).write_text(json.dumps({"version": 1, "complete": True, "files": old}))
+    (tmp_path / SAMPLE_MANIFEST).write_text(json.dumps({"version": 1, "complete": True, "files": old}))
     ensure_sample(tmp_path, **SMALL)
     assert not (tmp_path / "training").exists() and detect_layout(tmp_path) == "brackets"
 

@@ -1,4 +1,4 @@
-"""Transforms: shared crops and flips, standard-deviation normalisation, ranges, YCbCr and DeepFuse's chroma rule."""
+"""Transforms: shared crops and flips, standard-deviation normalisation."""
 
 from __future__ import annotations
 
@@ -6,17 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fusionkit.data import (
-    from_network_range,
-    fuse_chroma,
-    random_crop,
-    random_flip,
-    rgb_to_ycbcr,
-    std_denormalize,
-    std_normalize,
-    to_network_range,
-    ycbcr_to_rgb,
-)
+from fusionkit.data import random_crop, random_flip, std_denormalize, std_normalize
 
 
 def test_crop_and_flip_are_shared_by_every_image_of_a_stack():
@@ -60,42 +50,3 @@ def test_std_denormalize_inverts_std_normalize():
     assert torch.allclose(std_denormalize(normalised, stats), x, atol=1e-6)
     one, one_stats = std_normalize(x[0])  # a single (K, C, H, W) sample works too
     assert torch.allclose(one, normalised[0]) and one_stats.mean.shape == (1, 1, 1, 1)
-
-
-def test_network_range_helpers():
-    x = torch.tensor([0.0, 0.25, 1.0])
-    assert torch.equal(to_network_range(x), torch.tensor([-1.0, -0.5, 1.0]))
-    assert torch.allclose(from_network_range(to_network_range(x)), x)
-    assert torch.equal(from_network_range(torch.tensor([-3.0, 2.0])), torch.tensor([0.0, 1.0]))  # clamped
-
-
-def test_ycbcr_round_trip_and_grey_is_neutral():
-    x = torch.rand(2, 2, 3, 5, 5)  # (N, K, C, H, W) works as it is
-    assert torch.allclose(ycbcr_to_rgb(rgb_to_ycbcr(x)), x, atol=1e-5)
-    grey = rgb_to_ycbcr(torch.full((3, 2, 2), 0.3))
-    assert torch.allclose(grey[0], torch.tensor(0.3)) and torch.allclose(grey[1:], torch.tensor(0.5))
-
-
-def test_fuse_chroma_follows_deepfuse_rule():
-    def chroma(*values):  # K exposures of one pixel, same value in Cb and Cr
-        return torch.tensor(values, dtype=torch.float32).reshape(1, len(values), 1, 1, 1).expand(1, len(values), 2, 1, 1)
-
-    # sum C_i |C_i - 0.5| / sum |C_j - 0.5|: 0.7 (weight 0.2) and 0.4 (weight 0.1) -> (0.14 + 0.04) / 0.3
-    assert torch.allclose(fuse_chroma(chroma(0.7, 0.4)), torch.tensor(0.6))
-    assert torch.allclose(fuse_chroma(chroma(0.9, 0.5)), torch.tensor(0.9))  # a neutral exposure has no say
-    assert torch.equal(fuse_chroma(chroma(0.5, 0.5)), torch.full((1, 2, 1, 1), 0.5))  # all neutral -> tau
-    assert torch.allclose(fuse_chroma(chroma(0.2, 0.8)), torch.tensor(0.5))  # opposite and equal: they cancel
-    assert fuse_chroma(torch.rand(2, 3, 2, 4, 5)).shape == (2, 2, 4, 5)  # any number of exposures
-
-
-def test_fuse_chroma_works_per_channel_and_has_finite_gradients():
-    cbcr = torch.tensor([[0.5, 0.6], [0.5, 0.3]]).reshape(1, 2, 2, 1, 1).requires_grad_()
-    fused = fuse_chroma(cbcr)
-    assert torch.allclose(fused.flatten(), torch.tensor([0.5, (0.6 * 0.1 + 0.3 * 0.2) / 0.3]))
-    fused.sum().backward()
-    assert torch.isfinite(cbcr.grad).all()
-
-
-def test_fuse_chroma_checks_its_shape():
-    with pytest.raises(ValueError, match=r"\(N, K, 2, H, W\)"):
-        fuse_chroma(torch.rand(2, 3, 4, 4))

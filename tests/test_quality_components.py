@@ -114,11 +114,12 @@ def test_score_matches_the_mef_ssim_reference_values():
         assert abs(json.loads(result.output)["mef_ssim"] - float(expected)) < 1e-4
 
 
-def test_score_of_an_image_too_small_is_one_line(tmp_path):
+def test_score_of_an_image_too_small_for_a_named_metric_is_one_line(tmp_path):
     import imageio.v3 as iio
     import numpy as np
 
     for name in ("a", "b", "f"):
         iio.imwrite(tmp_path / f"{name}.png", np.zeros((20, 20, 3), np.uint8))
-    result = CliRunner().invoke(cli, ["score", str(tmp_path / "f.png"), "--inputs", str(tmp_path / "a.png"), str(tmp_path / "b.png")])
+    result = CliRunner().invoke(cli, ["score", str(tmp_path / "f.png"), "--inputs", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                                      "--metric", "mef_ssim"])
     assert result.exit_code == 1 and "too small" in result.output and "Traceback" not in result.output

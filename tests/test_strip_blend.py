@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 
 import fusionkit
+from fusionkit.colour import luma
 from fusionkit.data.io import pixels_to_tensor, read_image, write_image
 from fusionkit.inference.fuse import read_exposures
 from fusionkit.inference.guided import guided_coefficients, guided_rows, guided_upsample
-from fusionkit.inference.pipeline import fuse_at_work_size, luma, student_input
+from fusionkit.inference.pipeline import fuse_at_work_size, student_input
 from fusionkit.models import laplacian_blend
 from fusionkit.models.blend import WeightBlend, mertens_weights
 from fusionkit.models.laplacian_blend import HALO, blend_rows, pyramid_blend

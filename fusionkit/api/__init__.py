@@ -7,6 +7,7 @@ the cli; nothing in fusionkit imports it. tests/test_architecture.py enforces bo
 """
 
 from .. import KINDS, Component, available, component, create, hookimpl
+from ..colour import GRAY, gray
 from ..contracts import (
     Attention,
     Backbone,
@@ -38,7 +39,7 @@ from ..evaluation.mef_ssim import mef_ssim, mef_ssim_rgb
 from ..evaluation.metrics import Metric as FunctionMetric
 from ..evaluation.metrics import psnr, ssim
 from ..models import FusionNet, WeightBlend
-from ..models.blend import GRAY, gray, mertens_weights
+from ..models.blend import mertens_weights
 from ..models.laplacian_blend import blend_rows, pyramid_blend
 from ..plugins import build_registry, get_registry, set_registry
 from ..training.perceptual import build_perceptual_loss

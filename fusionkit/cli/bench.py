@@ -42,7 +42,7 @@ def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metr
     Data without a reference (real brackets) gets the no-reference metrics only.
     """
     from ..evaluation.bench import run_bench
-    from ..data.atomic import check_writable
+    from ..files import check_writable
     from ..evaluation.report import format_table, write_report
     from ..runs.folders import checkpoints_in, latest_run
 
@@ -76,7 +76,7 @@ def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metr
     if not paths and not names:
         raise FusionkitError("nothing to evaluate: give --checkpoint or --methods")
     if data is None:
-        from ..data.sample import ensure_sample
+        from ..synthetic.sample import ensure_sample
 
         data = ensure_sample()
     report = run_bench(

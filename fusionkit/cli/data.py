@@ -29,8 +29,8 @@ def sample(directory: Path | None, max_scenes: int | None, sheet: Path | None, s
     the photograph. Nothing is downloaded. A complete set is left as it is, so a second call
     returns at once.
     """
-    from ..data.atomic import check_writable
-    from ..data.sample import ensure_sample, read_manifest, write_contact_sheet
+    from ..files import check_writable
+    from ..synthetic.sample import ensure_sample, read_manifest, write_contact_sheet
 
     try:
         if sheet is not None:
@@ -68,7 +68,7 @@ def render(
     options is left as it is, and an interrupted one rendered again; a set made otherwise is refused
     unless --overwrite is given, and a non-empty OUT that holds no set is refused.
     """
-    from ..data.render import render_photos
+    from ..synthetic.render import render_photos
 
     def progress(done: int, total: int, scene: str) -> None:
         click.echo(f"[{done}/{total}] {scene}", err=True)
@@ -85,7 +85,7 @@ def render(
 
 def _describe(title: str, manifest: dict) -> None:
     """Scenes per split, the nominal EVs (median over scenes) and each exposure's mean PSNR against the reference."""
-    from ..data.render import SPLIT_FOLDERS
+    from ..synthetic.render import SPLIT_FOLDERS
 
     counts = ", ".join(f"{len(manifest['scenes'][split])} {split}" for split in SPLIT_FOLDERS.values())
     click.echo(f"{title}: {counts} scenes")

@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import create
-from . import render, sample
 from .brackets import LAYOUT_HINT, Bracket, find_brackets
 from .errors import DataOptionError, DatasetLayoutError
 from .layout import EXPERTS, GT_DIR, INPUT_DIR, SPLIT_ALIASES, SPLITS, SceneIndex, find_scenes
-from .manifest import check_finished
+from .manifest import RENDER_MANIFEST, SAMPLE_MANIFEST, check_finished
 
 #: What ``scan_split`` returns: Afifi et al.'s named EVs (read as pairs) or brackets of any size.
 Scenes = SceneIndex | list[Bracket]
 #: The manifests of the sets fusionkit writes, and the command that finishes an interrupted one in ``{root}``.
-_WRITTEN_SETS = ((render.MANIFEST, "fusionkit data render PHOTOS {root}"), (sample.MANIFEST, "fusionkit data sample {root}"))
+_WRITTEN_SETS = ((RENDER_MANIFEST, "fusionkit data render PHOTOS {root}"), (SAMPLE_MANIFEST, "fusionkit data sample {root}"))
 
 _AFIFI_DIRS = (INPUT_DIR, GT_DIR, *(f"expert_{e}_testing_set" for e in EXPERTS))
 

@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from ..errors import FusionkitError, FusionkitWarning
-from .atomic import atomic_path
+from ..files import atomic_path
 from .errors import DataOptionError, ImageFileError
 
 #: File name endings the readers accept, compared case-insensitively.

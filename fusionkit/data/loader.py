@@ -1,4 +1,5 @@
-"""Exposure pairs and brackets as torch Datasets, and ``build_loader``: seeded, worker- and torchrun-ready."""
+"""Afifi et al.'s exposure pairs and K-exposure stacks from brackets as torch Datasets, and ``build_loader``:
+seeded, worker- and torchrun-ready."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .detect import scan_split
 from .errors import DataOptionError, DatasetLayoutError
 from .io import read_image
 from .layout import SceneIndex, split_name
-from .pairs import check_pair_mode, fixed_pairs, random_exposures, random_pair, spread_exposures
+from .exposures import check_pair_mode, fixed_pairs, random_exposures, random_pair, spread_exposures
 from .transforms import fit_within, random_crop, random_flip
 
 
@@ -124,7 +125,7 @@ class ExposurePairs(_SceneItems):
 class ExposureStacks(_SceneItems):
     """Items {inputs (K, 3, H, W) darkest first, target (3, H, W) or None, scene, evs} from brackets.
 
-    One item per scene. ``pairs="random"`` (training): K of the scene's exposures drawn without
+    One item per scene. ``mode="random"`` (training): K of the scene's exposures drawn without
     replacement from (seed, epoch, index); any other mode (evaluation): K evenly spread from the
     darkest to the brightest, both included (K = 2: the extremes). ``exposures`` is K or ``"all"``;
     scenes with fewer than K exposures are skipped with a warning. ``evs`` names the exposures
@@ -134,7 +135,7 @@ class ExposureStacks(_SceneItems):
     def __init__(
         self,
         brackets: Sequence[Bracket],
-        pairs: str = "random",
+        mode: str = "random",
         *,
         exposures: int | str = 2,
         crop: int | tuple[int, int] | None = None,
@@ -144,7 +145,7 @@ class ExposureStacks(_SceneItems):
         max_side: int | None = None,
     ) -> None:
         super().__init__(crop, flip, seed, cache, max_side)
-        self.random = check_pair_mode(pairs) == "random"
+        self.random = check_pair_mode(mode) == "random"
         self.k = _exposure_count(exposures)
         self.brackets = [b for b in brackets if self.k is None or len(b.exposures) >= self.k]
         if len(self.brackets) < len(brackets):
@@ -218,7 +219,7 @@ class EpochSampler(Sampler):
         return ((i, epoch) for i in order)
 
 
-class PairLoader(DataLoader):
+class ExposureLoader(DataLoader):
     """A DataLoader whose errors stop its workers at once and, for fusionkit errors, stay one line."""
 
     def __iter__(self):
@@ -243,7 +244,7 @@ class PairLoader(DataLoader):
             self._iterator = None  # with persistent workers, the next pass starts new ones
 
     def set_epoch(self, epoch: int) -> None:
-        """Pin the next pass to ``epoch`` (pairs, crops, flips and order follow it)."""
+        """Pin the next pass to ``epoch`` (the exposures drawn, crops, flips and order follow it)."""
         self.sampler.set_epoch(epoch)
 
 
@@ -268,13 +269,14 @@ def build_loader(
     max_side: int | None = None,
     dataset: str | None = None,
     dataset_options: Mapping[str, Any] | None = None,
-) -> PairLoader:
+) -> ExposureLoader:
     """A DataLoader of exposures (and their reference) from a dataset folder (see docs/data.md).
 
     The layout is detected (``detect_layout``: Afifi et al.'s exposure-errors layout, else
     brackets), or ``dataset`` names a dataset component (built through the registry with
     ``dataset_options``). Afifi's layout gives pairs (``exposures`` must be 2); brackets give K =
     ``exposures`` (or ``"all"``) per item, and ``target`` None when the set has no reference.
+    ``pairs`` is the mode of either (``PAIR_MODES``): ``random`` draws the exposures, the others fix them.
     ``shuffle`` defaults to True for the training split only; ``pin_memory`` to True only when
     the batches go to CUDA (``device``, or CUDA being available when no device is given);
     ``distributed`` shards by rank with a seeded DistributedSampler (needs an initialised
@@ -300,12 +302,12 @@ def build_loader(
     if pin_memory is None:
         pin_memory = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
     sampler = EpochSampler(items, shuffle=shuffle, seed=seed, distributed=distributed, drop_last=drop_last)
-    return PairLoader(
+    return ExposureLoader(
         items,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_pairs,
+        collate_fn=collate_stacks,
         pin_memory=pin_memory,
         drop_last=drop_last,
         worker_init_fn=_seed_worker,
@@ -314,7 +316,7 @@ def build_loader(
     )
 
 
-def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_stacks(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack items into a batch (``target`` None when no item has one), with one-line errors for uneven items.
 
     In a worker, default_collate writes straight into shared memory; in the main process NumPy

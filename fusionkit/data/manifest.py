@@ -13,8 +13,12 @@ from typing import Any, Callable
 from filelock import FileLock
 
 from ..errors import FusionkitError
-from .atomic import write_json
+from ..files import write_json
 from .errors import DatasetLayoutError
+
+#: The manifests of the sets fusionkit writes (``fusionkit.synthetic``), named here so readers can refuse an interrupted one.
+RENDER_MANIFEST = "fusionkit_render.json"
+SAMPLE_MANIFEST = "fusionkit_sample.json"
 
 
 def read_manifest(root: str | os.PathLike, name: str) -> dict | None:

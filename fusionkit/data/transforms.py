@@ -1,10 +1,9 @@
-"""Transforms applied identically to both exposures and the ground truth, normalisation, and Y-only helpers."""
+"""Transforms applied identically to every exposure and the ground truth (crop, flip, downscale), and normalisation."""
 
 from __future__ import annotations
 
 from typing import NamedTuple, TypeVar
 
-import kornia.color
 import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,8 +12,6 @@ from torch import Tensor
 Images = TypeVar("Images", np.ndarray, Tensor)
 #: Added to the standard deviation so flat (constant) samples do not divide by zero.
 NORM_EPS = 1e-6
-#: Neutral chroma in [0, 1] YCbCr: the 128 of 8-bit.
-CHROMA_NEUTRAL = 0.5
 
 
 def random_crop(images: Images, size: tuple[int, int], rng: np.random.Generator) -> Images:
@@ -75,38 +72,3 @@ def std_normalize(x: Tensor) -> tuple[Tensor, NormStats]:
 def std_denormalize(x_norm: Tensor, stats: NormStats) -> Tensor:
     """Inverse of ``std_normalize`` given the stats it returned."""
     return x_norm * (stats.std + NORM_EPS) + stats.mean
-
-
-def to_network_range(x: Tensor) -> Tensor:
-    """[0, 1] images (ground truth) -> [-1, 1], the range of the networks' Tanh output."""
-    return x * 2 - 1
-
-
-def from_network_range(y: Tensor) -> Tensor:
-    """Network output in [-1, 1] -> image in [0, 1], clamped."""
-    return ((y + 1) / 2).clamp(0, 1)
-
-
-def rgb_to_ycbcr(x: Tensor) -> Tensor:
-    """(..., 3, H, W) RGB in [0, 1] -> YCbCr (BT.601, full range) with Cb, Cr centred on 0.5 (kornia)."""
-    return kornia.color.rgb_to_ycbcr(x)
-
-
-def ycbcr_to_rgb(x: Tensor) -> Tensor:
-    """Inverse of ``rgb_to_ycbcr`` (not clamped)."""
-    return kornia.color.ycbcr_to_rgb(x)
-
-
-def fuse_chroma(cbcr: Tensor, tau: float = CHROMA_NEUTRAL) -> Tensor:
-    """DeepFuse's chroma fusion for Y-only models: (N, K, 2, H, W) -> (N, 2, H, W).
-
-    Per channel and pixel, C = sum_i C_i |C_i - tau| / sum_j |C_j - tau|: the more saturated
-    exposure dominates. Where every exposure is exactly neutral (all weights 0), C = tau.
-    """
-    if cbcr.ndim != 5 or cbcr.shape[2] != 2:
-        raise ValueError(f"expected chroma (N, K, 2, H, W), got {tuple(cbcr.shape)}")
-    weights = (cbcr - tau).abs()
-    total = weights.sum(dim=1)
-    neutral = total == 0
-    fused = (cbcr * weights).sum(dim=1) / total.masked_fill(neutral, 1)
-    return fused.masked_fill(neutral, tau)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..data.brackets import find_brackets
 from ..data.detect import detect_layout
 from ..data.loader import build_loader
-from ..data.pairs import fixed_pairs
+from ..data.exposures import fixed_pairs
 from ..errors import FusionkitError, param
 from ..inference.device import pick_device
 from ..inference.fuser import Fuser
@@ -119,7 +119,7 @@ def speed_of(
     candidate: Candidate, *, size: int, batch: int, device: torch.device, autocast_dtype: torch.dtype | None,
     channels_last: bool, compile_model: bool, iters: int, warmup: int,
 ) -> dict[str, Any]:
-    """Throughput, latency, memory, parameters and GFLOPs per pair at ``size`` x ``size``."""
+    """Throughput, latency, memory, parameters and GFLOPs per fused stack of exposures at ``size`` x ``size``."""
     fuser = candidate.fuser
     module = fuser.model
     if channels_last:

@@ -14,11 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..models.blend import gray
+from ..colour import MATLAB_GRAY, gray
 from .metrics import MetricInputError
-
-#: MATLAB rgb2gray: the luma row of the inverse NTSC YIQ matrix, BT.601's 0.299/0.587/0.114 unrounded.
-RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
 #: Q^AB/F constants of Xydeas & Petrović (2000): sigmoid gain Gamma, slope k, centre sigma for the
 #: strength (g) and orientation (a) preservation, and the weight exponent L (w = g**L).
@@ -39,7 +36,7 @@ def _strip_rows(images: torch.Tensor) -> int:
 def gray_levels(images: torch.Tensor) -> torch.Tensor:
     """RGB (..., 3, H, W) in [0, 1] -> integer grey levels 0..255 (..., H, W) in float64, as MATLAB's
     ``rgb2gray(im2uint8(x))`` (rounding half away from zero)."""
-    weights = torch.tensor(RGB2GRAY, dtype=torch.float64, device=images.device)
+    weights = torch.tensor(MATLAB_GRAY, dtype=torch.float64, device=images.device)
     levels = torch.empty(images.shape[:-3] + images.shape[-2:], dtype=torch.float64, device=images.device)
     rows = _strip_rows(images)
     for top in range(0, images.shape[-2], rows):

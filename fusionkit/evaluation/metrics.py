@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import kornia
 import torch
 
+from ..colour import rgb_to_ycbcr
 from ..errors import FusionkitError
 
 #: Colour spaces a metric can be computed in: all RGB channels, or BT.601 luma only.
@@ -117,5 +117,5 @@ def to_space(images: torch.Tensor, space: str = "rgb") -> torch.Tensor:
     if space == "y":
         if images.dim() != 4 or images.shape[1] != 3:
             raise MetricInputError(f"metric space 'y' needs RGB images (N, 3, H, W); got {tuple(images.shape)}")
-        return kornia.color.rgb_to_ycbcr(images)[:, :1]
+        return rgb_to_ycbcr(images)[:, :1]
     return images

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data.atomic import write_atomic
+from ..files import write_atomic
 
 
 def image_grid(rows: Sequence[Sequence[torch.Tensor]], pad: int = 4) -> np.ndarray:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..data.atomic import write_atomic
+from ..files import write_atomic
 
 SPLITS = ("low", "high", "all")
 #: (column, path into a model entry, format, higher is better)

@@ -37,7 +37,8 @@ def measure(
     iters: int = 10,
     autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, Any]:
-    """Time ``fn(example)`` after warm-up; ``example`` is one batch of pairs on the target device."""
+    """Time ``fn(example)`` after warm-up; ``example`` is one batch of exposure stacks (N, K, 3, H, W) on the target
+    device (``pairs_per_s`` counts stacks, the report's name)."""
     device = example.device
     cuda = device.type == "cuda"
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)

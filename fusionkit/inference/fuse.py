@@ -9,10 +9,10 @@ from typing import Iterator
 
 import torch
 
-from ..data.atomic import check_writable
 from ..data.io import write_image
 from ..data.stack import read_stack
 from ..errors import FusionkitError, param
+from ..files import check_writable
 from .device import pick_device
 from .fuser import Fuser
 from .hardware import PRECISIONS, is_out_of_memory, set_threads

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import create
-from ..data.transforms import to_network_range
+from ..colour import to_network_range
 from ..errors import FusionkitError
 from ..runs.checkpoint import load_model
 from ..runs.folders import checkpoints_in, latest_run, shipped_student

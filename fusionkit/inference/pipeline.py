@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.transforms import fuse_chroma, from_network_range, rgb_to_ycbcr, std_normalize, to_network_range, ycbcr_to_rgb
+from ..colour import fuse_chroma, from_network_range, luma, rgb_to_ycbcr, to_network_range, ycbcr_to_rgb
+from ..data.transforms import std_normalize
 from ..errors import FusionkitError
-from ..models.blend import gray
 from ..models.fusionnet import pad_to_multiple
 from .guided import guided_coefficients, guided_rows
 from .hardware import Precision
@@ -123,11 +123,6 @@ def _precision(precision: Precision | None, net_input: Tensor) -> Iterator[Tenso
     layout = torch.channels_last if precision.channels_last else torch.contiguous_format
     with precision.autocast(net_input.device):
         yield net_input.contiguous(memory_format=layout)
-
-
-def luma(images: Tensor) -> Tensor:
-    """(N, K, 3, H, W) RGB -> (N, K, H, W) BT.601 luma, the guide for each exposure's weights."""
-    return gray(*images.float().unbind(dim=2))
 
 
 @torch.no_grad()

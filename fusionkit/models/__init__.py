@@ -1,7 +1,7 @@
 """How a fusion network is composed from registered parts, and how weight maps blend exposures
 (plugin-facing, part of the core).
 
-Imports only the core modules (contracts, errors, wholeimage); plugins reach it through ``fusionkit.api``.
+Imports only the core modules (colour, contracts, errors, wholeimage); plugins reach it through ``fusionkit.api``.
 """
 
 from .blend import WeightBlend

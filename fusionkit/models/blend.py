@@ -14,12 +14,11 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..colour import gray
 from ..errors import ComponentOptionError
 from .laplacian_blend import STRIP_ROWS, at_once, blend_rows, pyramid_blend, pyramid_levels
 from .pyramid import laplacian
 
-#: ITU-R BT.601 luma weights, as cv2.cvtColor(..., COLOR_RGB2GRAY) uses them.
-GRAY = (0.299, 0.587, 0.114)
 #: Well-exposedness is a Gaussian around mid-grey with sigma 0.2.
 EXPOSEDNESS_SIGMA = 0.2
 BLEND_MODES = ("pyramid", "direct")
@@ -28,7 +27,7 @@ PRIORS = ("mertens", "none")
 #: logits need never exist (see :meth:`WeightBlend.forward`).
 LogitRows = Callable[[int, int], Tensor]
 
-__all__ = ["WeightBlend", "mertens_weights", "pyramid_blend", "pyramid_levels", "gray"]
+__all__ = ["WeightBlend", "mertens_weights", "pyramid_blend", "pyramid_levels"]
 
 
 def mertens_weights(
@@ -47,11 +46,6 @@ def mertens_weights(
     else:
         weights = torch.stack([_quality(exposures[:, i], contrast, saturation, exposedness) for i in range(k)], 1)
     return weights / weights.sum(dim=1, keepdim=True)
-
-
-def gray(r: Tensor, g: Tensor, b: Tensor) -> Tensor:
-    """BT.601 luma of the three colour planes, in a fresh tensor (OpenCV's RGB -> gray)."""
-    return (r * GRAY[0]).add_(g, alpha=GRAY[1]).add_(b, alpha=GRAY[2])
 
 
 def _quality(image: Tensor, contrast: float, saturation: float, exposedness: float) -> Tensor:

@@ -17,8 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..data.atomic import write_atomic, write_json
-from ..errors import FusionkitError, UnknownComponentError
+from ..files import write_atomic, write_json
+from ..errors import FusionkitError, UnknownComponentError, first_line
 from ..plugins import get_registry
 
 FORMAT = "fusionkit-checkpoint/1"
@@ -88,12 +88,10 @@ def save_model(stem: str | Path, model: nn.Module, recipe: dict[str, Any], state
 
 
 def read_recipe(stem: str | Path) -> dict[str, Any]:
+    """The checkpoint's recipe: ``NAME.json``, else the one inside the weights' metadata."""
     weights_path, recipe_path, _ = paths(stem)
     if recipe_path.exists():
-        try:
-            return json.loads(recipe_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{recipe_path}: not valid JSON ({exc})") from None
+        return _parse_recipe(recipe_path.read_text(), recipe_path)
     if not weights_path.exists():
         raise CheckpointError(f"checkpoint not found: {weights_path}")
     try:
@@ -105,18 +103,34 @@ def read_recipe(stem: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
     if "fusionkit_recipe" not in meta:
         raise CheckpointError(f"{weights_path}: no fusionkit recipe beside it or inside it")
-    return json.loads(meta["fusionkit_recipe"])
+    return _parse_recipe(meta["fusionkit_recipe"], weights_path)
+
+
+def _parse_recipe(text: str, source: Path) -> dict[str, Any]:
+    """A recipe read from ``source``: a JSON object with a component kind and name and an options object."""
+    try:
+        recipe = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(recipe, dict):
+        raise CheckpointError(f"{source}: not a fusionkit recipe (a JSON object), found a {type(recipe).__name__}")
+    if not all(isinstance(recipe.get(key), str) for key in ("kind", "name")) or not isinstance(recipe.get("options", {}), dict):
+        raise CheckpointError(f"{source}: not a fusionkit recipe (it needs a kind and a name, and options as an object)")
+    return recipe
 
 
 def build_from_recipe(recipe: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
     """Rebuild the recipe's model; a component from a missing plugin gets a message naming the plugin."""
     from .. import create
 
+    kind, name, options = recipe["kind"], recipe["name"], recipe.get("options", {})
     try:
-        return create(recipe["kind"], recipe["name"], **recipe.get("options", {}))
+        return create(kind, name, **options)
     except UnknownComponentError as exc:
         needed = ", ".join(f"{d} {v}" for d, v in recipe.get("plugins", {}).items()) or "unknown plugins"
         raise CheckpointError(f"{source} needs {needed}: {exc}") from None
+    except Exception as exc:  # the recipe is data from a file: any option value may be wrong
+        raise CheckpointError(f"{source}: its recipe's {kind} {name!r} with options {options} cannot be built ({first_line(exc)})") from None
 
 
 def load_weights(stem: str | Path, model: nn.Module) -> nn.Module:
@@ -126,6 +140,7 @@ def load_weights(stem: str | Path, model: nn.Module) -> nn.Module:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, FileNotFoundError) as exc:
         raise CheckpointError(f"{weights_path}: cannot read weights ({exc})") from None
+    _check_shapes(weights_path, tensors, unwrap(model).state_dict())
     missing, unexpected = unwrap(model).load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise CheckpointError(
@@ -133,6 +148,17 @@ def load_weights(stem: str | Path, model: nn.Module) -> nn.Module:
             f"(missing {len(missing)} e.g. {missing[:2]}, unexpected {len(unexpected)} e.g. {unexpected[:2]})"
         )
     return model
+
+
+def _check_shapes(weights_path: Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """Weights whose shapes differ from the model's are a one-line error naming the first such tensor."""
+    wrong = [key for key, value in tensors.items() if key in expected and value.shape != expected[key].shape]
+    if wrong:
+        key = wrong[0]
+        raise CheckpointError(
+            f"{weights_path}: weights do not fit the recipe's model ({len(wrong)} of another shape, e.g. {key} "
+            f"is {tuple(tensors[key].shape)} in the file and {tuple(expected[key].shape)} in the model)"
+        )
 
 
 def load_model(stem: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -143,8 +169,11 @@ def load_model(stem: str | Path, map_location: str | torch.device = "cpu") -> tu
 
 
 def load_state(stem: str | Path) -> dict[str, Any] | None:
-    """Training state written by ``save_model``, or None if there is none."""
+    """Training state written by ``save_model``, or None if there is none; a damaged file is a one-line error."""
     _, _, state_path = paths(stem)
     if not state_path.exists():
         return None
-    return torch.load(state_path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception:  # torch's own messages run to many lines; a cut-short file is the usual cause
+        raise CheckpointError(f"{state_path}: not a training state fusionkit can read (damaged, cut short, or not written by fusionkit)") from None

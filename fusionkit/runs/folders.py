@@ -17,13 +17,17 @@ from ..errors import FusionkitError
 RUNS_DIR = Path("runs")
 #: Held by the process training in a run folder, so a second ``train`` on the folder stops at once.
 LOCK_NAME = ".lock"
+#: What ``train`` writes in a run folder before its first checkpoint (docs/training.md lists the folder):
+#: a run that fails by then removes these, and only these, if it added them.
+RUN_ENTRIES = (LOCK_NAME, "config.json", "log.jsonl", "log.csv", "tensorboard")
 
 
 def _complete(recipe_path: Path) -> bool:
     try:
-        return bool(json.loads(recipe_path.read_text()).get("complete"))
+        recipe = json.loads(recipe_path.read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    return isinstance(recipe, dict) and bool(recipe.get("complete"))
 
 
 def latest_run(root: str | Path = RUNS_DIR) -> Path | None:
@@ -37,12 +41,12 @@ def latest_run(root: str | Path = RUNS_DIR) -> Path | None:
 
 def shipped_student(root: str | Path = RUNS_DIR) -> Path:
     """The first installed ``pretrained`` student, for when ``root`` holds no trained run; else a one-line error."""
-    from .. import available
+    from .. import available, create
 
     shipped = available("pretrained")
     if not shipped:
         raise FusionkitError(f"no trained run under {root}/ and no pretrained student installed; train one with `fusionkit train` or pass --checkpoint")
-    return Path(shipped[0].factory())
+    return Path(create("pretrained", shipped[0].name))
 
 
 def checkpoint_file(path: str | Path, option: str = "--checkpoint", role: str = "student") -> Path:
@@ -82,7 +86,8 @@ def own_run_folder(run_dir: str | Path, *, fresh: bool) -> Iterator[Path]:
     """Hold ``run_dir`` while training writes it; a second process asking for it gets a one-line error.
 
     A fresh run refuses a folder that already holds a run. If it fails before its first checkpoint,
-    what it added is removed (the folder too, if it made it), so the corrected command can reuse it.
+    what it added is removed (the folders too, if it made them and nothing else was put there), so the
+    corrected command can reuse it.
     """
     run_dir = Path(run_dir)
     made = _make_folder(run_dir)
@@ -129,13 +134,31 @@ def _locked(run_dir: Path) -> Iterator[None]:
 
 
 def _remove_added(run_dir: Path, before: set[str], made: Path | None) -> None:
-    """Undo a failed fresh run: the folder it made, or the entries it added to an existing one."""
-    if made is not None:
-        shutil.rmtree(made, ignore_errors=True)
-        return
+    """Undo a failed fresh run: the run's own entries it added, then the folders it made if they are empty;
+    what another process put there meanwhile stays."""
     for name in set(os.listdir(run_dir)) - before:
-        entry = run_dir / name
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        if name in RUN_ENTRIES:
+            _remove(run_dir / name)
+    if made is not None:
+        _remove_empty_folders(run_dir, made)
+
+
+def _remove(entry: Path) -> None:
+    """Delete a file, link or folder tree (a link itself, never what it points to)."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def _remove_empty_folders(run_dir: Path, made: Path) -> None:
+    """Remove ``run_dir`` and its parents up to ``made`` (the outermost folder the run made), stopping at one not empty."""
+    folder = run_dir
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else lives there
+            return
+        if folder == made:
+            return
+        folder = folder.parent

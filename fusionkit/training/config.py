@@ -205,7 +205,7 @@ def validate(config: TrainConfig) -> None:
         if not _finite(getattr(config, key)) or getattr(config, key) < 0:
             raise FusionkitError(f"--{key.replace('_', '-')} must be a number >= 0, got {getattr(config, key)!r}")
     for name, weight in config.losses.items():
-        if not isinstance(weight, (int, float)) or weight < 0:
+        if not _finite(weight) or weight < 0:
             raise FusionkitError(f"--loss {name}={weight!r}: a weight must be a number >= 0")
     if config.teacher_checkpoint and config.stage == "teacher":
         raise FusionkitError("--teacher-checkpoint reuses a trained teacher; it makes no sense with --stage teacher")

@@ -3,6 +3,7 @@ imitating the frozen teacher's features. CPU or CUDA, torchrun-ready, resumable,
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import signal
@@ -21,13 +22,13 @@ from tqdm import tqdm
 
 from .. import create
 from . import distributed
-from ..data.atomic import write_json
+from ..files import write_json
 from ..runs.checkpoint import load_model, load_state, load_weights, make_recipe, paths, read_recipe, save_model
 from ..runs.folders import check_fresh, checkpoint_file, has_checkpoint, own_run_folder
 from .config import TrainConfig, make_config, read_config_file
 from ..data.errors import DatasetLayoutError
 from ..data.loader import build_loader
-from ..errors import FusionkitError, FusionkitWarning
+from ..errors import FusionkitError, FusionkitWarning, first_line
 from ..evaluation.mef_ssim import MIN_SIDE as MEF_SSIM_MIN_SIDE, mef_ssim_rgb
 from ..evaluation.metrics import psnr
 from ..inference.pipeline import fuse_with_model, fused_image, network_target, reconstruct_with_teacher, student_input
@@ -37,6 +38,11 @@ from ..evaluation.pictures import save_grid
 #: Called after every optimiser step with (stage, step, loss terms); returning True stops the run
 #: as Ctrl-C would (a checkpoint is written first).
 StepCallback = Callable[[str, int, dict[str, float]], Any]
+#: The options that shape the student, and those that shape its distillation, as a one-line error names them.
+STUDENT_OPTIONS = ("student", "color", "exposures", "width", "num_blocks", "attention", "channel_attention", "spatial_attention", "student_options")
+DISTILL_OPTIONS = ("distill", "distill_options", "width", "num_blocks")
+#: Command-line spelling of the options that map names to values.
+MAPPING_FLAGS = {"student_options": "--student-option", "distill_options": "--distill-option"}
 
 
 class TrainingInterrupted(FusionkitError):
@@ -56,6 +62,29 @@ class Stage:
     recipe: dict[str, Any]
     steps: int
     loss_fn: Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, Tensor]]]
+
+
+def flags(config: TrainConfig, keys: tuple[str, ...]) -> str:
+    """The options ``keys`` of ``config`` as the command line spells them (``--num-blocks 2, --distill-option pairs=[[9, 9]]``)."""
+    spelt = []
+    for key in keys:
+        value = getattr(config, key)
+        if key in MAPPING_FLAGS:
+            spelt += [f"{MAPPING_FLAGS[key]} {name}={v if isinstance(v, str) else json.dumps(v)}" for name, v in value.items()]
+        elif value is not None:
+            spelt.append(f"--{key.replace('_', '-')} {value}")
+    return ", ".join(spelt)
+
+
+@contextmanager
+def blamed(options: str) -> Iterator[None]:
+    """Turn a failure of the trial step into a one-line error naming the options that led to it."""
+    try:
+        yield
+    except FusionkitError:
+        raise
+    except Exception as exc:
+        raise FusionkitError(f"{options}: {first_line(exc)} (found by a trial step before training)") from None
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -144,16 +173,66 @@ class Trainer:
 
     # ----- the whole run -------------------------------------------------------------------
     def preflight(self) -> None:
-        """Build every named component once before any training, so a typo fails in a second, not after a stage."""
-        config = self.config
-        if config.stage != "student" or not config.teacher_checkpoint:
-            create("teacher", config.teacher, **config.teacher_options())
-        if config.stage != "teacher":
-            create("student", config.student, **config.student_preset_options())
-            create("distill_loss", config.distill, **config.distill_options)
+        """Build every named component, check the checkpoints a resumed run continues from and run the student's
+        loss once on a dummy batch, so a mistake fails in seconds, before the run folder is claimed or written."""
+        teacher = self._preflight_teacher()
+        if self.config.stage != "teacher":
             self.loss_terms = self._loss_terms()
-            if config.teacher_checkpoint:
-                self._teacher_stem()
+            self._trial_step(self._preflight_student(), teacher)
+
+    def _preflight_teacher(self) -> nn.Module:
+        """The teacher the student will imitate: --teacher-checkpoint loaded, or a new one that a resumed run's
+        own teacher checkpoint must fit."""
+        config = self.config
+        if config.teacher_checkpoint:
+            return self._load_teacher()
+        with blamed(flags(config, ("teacher", "color", "width", "num_blocks"))):
+            teacher = self._place(create("teacher", config.teacher, **config.teacher_options()))
+        self._check_saved("teacher", teacher)
+        return teacher
+
+    def _preflight_student(self) -> nn.Module:
+        """A student as the student stage builds it, which a resumed run's student checkpoint must fit."""
+        config = self.config
+        with blamed(flags(config, STUDENT_OPTIONS)):
+            student = self._place(create("student", config.student, **config.student_preset_options()))
+        self._check_saved("student", student)
+        return student
+
+    def _check_saved(self, name: str, model: nn.Module) -> None:
+        """On --resume, the run's checkpoint of stage ``name`` (if any) must load into ``model`` and, if the stage
+        is unfinished, have its training state."""
+        stem = self.run_dir / name
+        if not self.resuming or not paths(stem)[1].exists():
+            return
+        complete = read_recipe(stem).get("complete")
+        load_weights(stem, model)
+        if not complete:
+            self._saved_state(stem, name)
+
+    @torch.no_grad()
+    def _trial_step(self, student: nn.Module, teacher: nn.Module) -> None:
+        """The student's loss once on a dummy batch of two crops: options that fit no model (distillation pairs
+        beyond its blocks, a teacher of another width) fail here, naming the options, not at the first step."""
+        config = self.config
+        exposures = torch.rand(2, config.exposures, 3, config.crop, config.crop, device=self.device)
+        reference = torch.rand(2, 3, config.crop, config.crop, device=self.device)
+        with self._autocast():
+            with blamed(flags(config, STUDENT_OPTIONS)):
+                fused, features = self._student_forward(student, student, exposures)
+            for name, loss in self.loss_terms.items():
+                with blamed(self._loss_flags(name)):
+                    loss(fused, exposures, reference)
+            teacher_option = "teacher_checkpoint" if config.teacher_checkpoint else "teacher"
+            with blamed(flags(config, (*DISTILL_OPTIONS, teacher_option))):
+                distill = create("distill_loss", config.distill, **config.distill_options)
+                if config.losses.get("distill", 0) > 0:
+                    distill(features, self._teacher_features(teacher, reference))
+
+    def _loss_flags(self, name: str) -> str:
+        """``--loss NAME=WEIGHT`` and the term's ``--loss-option``s, as a one-line error names them."""
+        options = [f"--loss-option {name}.{key}={value}" for key, value in self.config.loss_options.get(name, {}).items()]
+        return ", ".join([f"--loss {name}={self.config.losses[name]:g}", *options])
 
     def run(self) -> Path:
         """Check all that can be checked, then train in a run folder this process owns (``own_run_folder``)."""
@@ -181,14 +260,14 @@ class Trainer:
                 self._run_stage(self._student_stage(self.teacher))
         if self.ctx.is_main:
             self.log.close()
-            plot_loss_curves(self.run_dir / "log.jsonl", self.run_dir / "loss_curve.png")
+            self._save_picture(self.run_dir / "loss_curve.png", lambda path: plot_loss_curves(self.run_dir / "log.jsonl", path))
         distributed.barrier(self.ctx)
         return self.run_dir
 
     def _data_root(self) -> Path:
         if self.config.data:
             return Path(self.config.data)
-        from ..data.sample import ensure_sample  # imports scikit-image; only needed for the sample set
+        from ..synthetic.sample import ensure_sample  # imports scikit-image; only needed for the sample set
 
         if self.ctx.is_main:
             root = ensure_sample()
@@ -263,14 +342,12 @@ class Trainer:
             distill={"name": config.distill, "options": config.distill_options}, losses=weights,
             notes={name: loss.note for name, loss in terms.items() if hasattr(loss, "note")},
         )
-        color = config.color
 
         def loss_fn(net: nn.Module, batch: dict[str, Tensor]):
             exposures = batch["inputs"].to(self.device, non_blocking=True)
             reference = batch.get("target")
             reference = reference.to(self.device, non_blocking=True) if reference is not None else None
-            output, features = net(self._to_device(student_input(exposures, color)), return_features=True)
-            fused = fused_image(model, output, exposures, color)
+            fused, features = self._student_forward(net, model, exposures)
             values, total = {}, fused.new_zeros(())
             for name, loss in terms.items():
                 if loss.needs_reference and reference is None:
@@ -278,13 +355,23 @@ class Trainer:
                 values[f"loss_{name}"] = loss(fused, exposures, reference)
                 total = total + weights[name] * values[f"loss_{name}"]
             if "distill" in weights and teacher is not None and reference is not None:
-                with torch.no_grad():
-                    _, teacher_features = teacher(self._to_device(network_target(reference, color)), return_features=True)
-                values["loss_distill"] = distill(features, teacher_features)
+                values["loss_distill"] = distill(features, self._teacher_features(teacher, reference))
                 total = total + weights["distill"] * values["loss_distill"]
             return total, {"loss": total, **values}
 
         return Stage("student", model, recipe, config.student_steps, loss_fn)
+
+    def _student_forward(self, net: nn.Module, model: nn.Module, exposures: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The fused RGB image and block features of the student ``net`` (``model`` unwrapped) for exposures on the device."""
+        color = self.config.color
+        output, features = net(self._to_device(student_input(exposures, color)), return_features=True)
+        return fused_image(model, output, exposures, color), features
+
+    @torch.no_grad()
+    def _teacher_features(self, teacher: nn.Module, reference: Tensor) -> list[Tensor]:
+        """The frozen teacher's block features for the reference images: what the student's features imitate."""
+        _, features = teacher(self._to_device(network_target(reference, self.config.color)), return_features=True)
+        return features
 
     # ----- the engine ----------------------------------------------------------------------
     def _to_device(self, x: Tensor) -> Tensor:
@@ -316,9 +403,7 @@ class Trainer:
             if saved.get("complete"):
                 self.say(f"{stage.name}: already trained ({saved['step']} steps), reusing {paths(stem)[0]}")
                 return model
-            state = load_state(stem)
-            if state is None:
-                raise FusionkitError(f"--resume: {stem}.state.pt is missing; cannot continue the {stage.name} stage exactly")
+            state = self._saved_state(stem, stage.name)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
@@ -385,11 +470,29 @@ class Trainer:
         if not stage.recipe["replicas_in_sync"]:
             raise FusionkitError(f"{stage.name}: ranks ended with different weights; please report this")
         model.eval()
-        if ctx.is_main:
-            stage.recipe.update(self._evaluate(stage.name, model))
-        checkpoint(complete=True)
+        scores, rows = self._evaluate(stage.name, model) if ctx.is_main else ({}, [])
+        stage.recipe.update(scores)
+        checkpoint(complete=True)  # before the picture: a full disk may cost the picture, never the checkpoint
+        if rows:
+            self._save_picture(self.run_dir / f"{stage.name}_validation.png", lambda path: save_grid(path, rows))
         self.say(f"{stage.name}: done, {step} steps -> {paths(stem)[0]}")
         return model
+
+    def _saved_state(self, stem: Path, stage_name: str) -> dict[str, Any]:
+        """The training state an unfinished stage resumes from; a missing or unreadable one is a one-line error."""
+        state = load_state(stem)
+        if state is None:
+            raise FusionkitError(f"--resume: {stem}.state.pt is missing; cannot continue the {stage_name} stage exactly")
+        return state
+
+    def _save_picture(self, path: Path, draw: Callable[[Path], Any]) -> None:
+        """Draw a picture of the run into ``path``; one that cannot be written (a full disk) is a warning, not a
+        failure: the checkpoints it shows are written already."""
+        try:
+            draw(path)
+        except (OSError, FusionkitError) as exc:
+            reason = f"cannot write {path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            warnings.warn(f"{reason} (only this picture is missing; the checkpoints are written)", FusionkitWarning, stacklevel=2)
 
     def _batches(self, start_step: int) -> Iterator[dict[str, Tensor]]:
         """Endless batches; epoch e's pairs, crops and order follow (seed, e), so a resumed run sees the same batches."""
@@ -416,16 +519,16 @@ class Trainer:
 
     # ----- evaluation and pictures ---------------------------------------------------------
     @torch.no_grad()
-    def _evaluate(self, stage_name: str, model: nn.Module) -> dict[str, Any]:
+    def _evaluate(self, stage_name: str, model: nn.Module) -> tuple[dict[str, Any], list[list[Tensor]]]:
         """Validation scores on full images (PSNR where there is a reference; the student's MEF-SSIM
-        always) and a picture grid (inputs | output | reference)."""
+        always) and the rows of the picture grid (inputs | output | reference)."""
         color = self.config.color
         pairs = "all" if stage_name == "student" else "low"  # the teacher sees ground truth only
         try:
             loader = build_loader(self.data_root, "validation", pairs=pairs, batch_size=1, seed=self.config.seed)
         except DatasetLayoutError as exc:
             self.say(f"{stage_name}: no validation ({exc})")
-            return {"val_pairs": 0}
+            return {"val_pairs": 0}, []
         scores: dict[str, list[float]] = {"psnr": [], "mef_ssim": []}
         rows, images = [], 0
         for batch in loader:
@@ -450,14 +553,12 @@ class Trainer:
             if len(rows) < self.config.grid_pairs:
                 reference = [target[0]] if target is not None else []
                 rows.append([*exposures[0], output[0], *reference] if stage_name == "student" else [target[0], output[0]])
-        if rows:
-            save_grid(self.run_dir / f"{stage_name}_validation.png", rows)
         result = {f"val_{name}": sum(v) / len(v) if v else None for name, v in scores.items()}
         result["val_pairs"] = images
         said = ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in result.items() if k != "val_pairs" and v is not None)
         if said:
             self.say(f"{stage_name}: validation {said} over {result['val_pairs']} images")
-        return result
+        return result, rows
 
 
 def train(config: TrainConfig | None, *, resume: str | Path | None = None, on_step: StepCallback | None = None) -> Path:

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import glob
 import os
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import FusionkitError
+from ..errors import FusionkitError, first_line
 
 SLICE_BOUNDS = (0, 2, 7, 12, 21, 30)
 LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: What ``--vgg-weights`` must name, as its one-line errors say.
+EXPECTED = "expected VGG19 weights as a .safetensors file or a torch state dict readable with weights_only=True"
 
 
 def cached_vgg19_weights() -> Path | None:
@@ -43,23 +47,61 @@ def load_vgg19_features(path: str | Path) -> nn.Sequential:
     path = Path(path)
     if not path.exists():
         raise FusionkitError(f"--vgg-weights: file not found: {path}")
+    state = _read_state_dict(path)
+    features = {k.split("features.", 1)[1]: v for k, v in state.items() if "features." in k and isinstance(v, Tensor)}
+    net = vgg19().features
+    missing = [k for k in net.state_dict() if k not in features]
+    if missing:
+        raise _wrong_file(path, f"a state dict that is not a VGG19 state dict (missing {missing[:3]})")
+    reshaped = [k for k, v in net.state_dict().items() if features[k].shape != v.shape]
+    if reshaped:
+        raise _wrong_file(path, f"a state dict that is not a VGG19 state dict ({reshaped[:3]} of other shapes)")
+    net.load_state_dict({k: features[k] for k in net.state_dict()})
+    return net
+
+
+def _wrong_file(path: Path, found: str) -> FusionkitError:
+    """The one-line error for a --vgg-weights file that is not what it should be: what is expected, what was found."""
+    return FusionkitError(f"--vgg-weights {path}: {EXPECTED}; found {found}")
+
+
+def _file_kind(path: Path) -> str:
+    """What the first bytes say ``path`` is, whatever its name: safetensors (an 8-byte length, then a JSON
+    header), torch (a zip archive or a pickle) or neither."""
+    with path.open("rb") as handle:
+        head = handle.read(9)
+    if len(head) == 9 and head[8:] == b"{":
+        return "safetensors"
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return "torch"
+    return "neither"
+
+
+def _read_state_dict(path: Path) -> dict:
+    """The tensors in ``path``, read as its content says; a pickle is loaded weights-only, never as code."""
+    kind = _file_kind(path)
+    if kind == "neither":
+        raise _wrong_file(path, "neither kind (not a safetensors, zip or pickle file)")
     try:
-        if path.suffix == ".safetensors":
+        if kind == "safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FusionkitError(f"--vgg-weights: cannot read {path}: {type(exc).__name__}: {exc}") from None
+            # A handle: torch.load would read a path named .safetensors as safetensors. Its notes on pickle
+            # protocols are silenced: the file is read weights-only or refused in the one line below.
+            with path.open("rb") as handle, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state = torch.load(handle, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise _wrong_file(path, "a pickle holding objects other than tensors, which fusionkit never loads") from None
+    except Exception as exc:  # torch's messages run to many lines: name the kind, quote only safetensors'
+        detail = f" ({first_line(exc)})" if kind == "safetensors" else " (damaged or cut short)"
+        raise _wrong_file(path, f"a {kind} file that cannot be read{detail}") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
-    features = {k.split("features.", 1)[1]: v for k, v in state.items() if "features." in k}
-    net = vgg19().features
-    missing = [k for k in net.state_dict() if k not in features]
-    if missing:
-        raise FusionkitError(f"--vgg-weights: {path} is not a VGG19 state dict (missing {missing[:3]})")
-    net.load_state_dict({k: features[k] for k in net.state_dict()})
-    return net
+    if not isinstance(state, dict):
+        raise _wrong_file(path, f"a {type(state).__name__}, not a state dict")
+    return state
 
 
 class VGGPerceptualLoss(nn.Module):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-from ..data.atomic import write_atomic
+from ..files import write_atomic
 
 
 class StepLog:

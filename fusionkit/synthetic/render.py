@@ -18,12 +18,12 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from .brackets import INPUTS_DIR, REFERENCE_DIR
+from ..data.brackets import INPUTS_DIR, REFERENCE_DIR
+from ..data.errors import DataOptionError, DatasetLayoutError
+from ..data.io import IMAGE_EXTENSIONS, is_image_file, read_image, write_array
+from ..data.layout import split_name
+from ..data.manifest import RENDER_MANIFEST, ensure_generated, read_manifest
 from .camera import random_look, render_exposure
-from .errors import DataOptionError, DatasetLayoutError
-from .io import IMAGE_EXTENSIONS, is_image_file, read_image, write_array
-from .layout import split_name
-from .manifest import ensure_generated, read_manifest
 
 #: Nominal darkest-to-brightest gap in EV, drawn uniformly per scene (median 5: -2.75 to +2.25 EV).
 #: The camera's S-curve makes gaps measure about 1.4x wider in sRGB-equivalent EV, like real
@@ -37,7 +37,6 @@ INPUT_QUALITY = 90
 REFERENCE_QUALITY = 95
 #: Split folders written, by canonical split name.
 SPLIT_FOLDERS = {"training": "train", "validation": "val", "testing": "test"}
-MANIFEST = "fusionkit_render.json"
 #: Bump when the rendering changes, so a complete set is rewritten rather than reused.
 RENDER_VERSION = 1
 
@@ -157,12 +156,12 @@ def render_photos(
         _check_no_other_set(out, key)
     planned = [f for job in jobs for f in scene_files(job.split, job.name, exposures)]
     generate = partial(write_scenes, out, jobs, exposures=exposures, seed=seed, progress=progress)
-    return ensure_generated(out, MANIFEST, key, planned, generate, what="set written by `fusionkit data render`")
+    return ensure_generated(out, RENDER_MANIFEST, key, planned, generate, what="set written by `fusionkit data render`")
 
 
 def _check_no_other_set(out: Path, key: dict) -> None:
     """Refuse to replace a complete set made from other photos or with other options: it may be the only one a user has."""
-    earlier = read_manifest(out, MANIFEST)
+    earlier = read_manifest(out, RENDER_MANIFEST)
     if earlier and earlier.get("complete") and any(earlier.get(k) != v for k, v in key.items()):
         raise DatasetLayoutError(
             f"{out} holds a set rendered from other photos or with other options; "

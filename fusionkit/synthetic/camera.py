@@ -13,8 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-#: Rec. 709 luminance weights of linear RGB.
-_LUMA = np.array([0.2126, 0.7152, 0.0722])
+from ..colour import LINEAR_LUMA, linear_to_srgb, srgb_to_linear
 
 
 @dataclass(frozen=True)
@@ -42,15 +41,6 @@ def random_look(rng: np.random.Generator) -> CameraLook:
     )
 
 
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0, 1)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
-
-
 #: 8-bit sRGB code -> linear value.
 _LINEAR = srgb_to_linear(np.arange(256) / 255).astype(np.float32)
 #: Sensor values are quantised to 16 bits before the tone curve (a table): finer than 8-bit output needs.
@@ -65,7 +55,7 @@ def render_exposure(photo: np.ndarray, ev: float, look: CameraLook, rng: np.rand
     encoding followed by an S-curve, and 8 bits.
     """
     s = look.saturation
-    colour = np.diag(look.wb_gains) @ (s * np.eye(3) + (1 - s) * np.outer(np.ones(3), _LUMA))
+    colour = np.diag(look.wb_gains) @ (s * np.eye(3) + (1 - s) * np.outer(np.ones(3), LINEAR_LUMA))
     colour *= 2.0 ** (ev + look.exposure_bias)
     signal = _LINEAR[photo] @ colour.T.astype(np.float32)
     sigma = np.sqrt(look.shot_noise * np.maximum(signal, 0) + look.read_noise**2)

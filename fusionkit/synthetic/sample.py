@@ -20,15 +20,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import manifest as manifests
-from .errors import DataOptionError, DatasetLayoutError
-from .io import write_array
+from ..data import manifest as manifests
+from ..data.errors import DataOptionError, DatasetLayoutError
+from ..data.io import write_array
 from .render import DEFAULT_EXPOSURES, SceneJob, scene_files, write_scenes
 
 #: Bump when the rendering, the layout or the selection changes, so cached sets are regenerated.
 SAMPLE_VERSION = 2
-MANIFEST = "fusionkit_sample.json"
-LOCK = manifests.lock_name(MANIFEST)
+LOCK = manifests.lock_name(manifests.SAMPLE_MANIFEST)
 #: (height, width) of every sample scene: modest, for training on a CPU.
 DEFAULT_SIZE = (288, 384)
 _SEED = 20210620
@@ -94,13 +93,13 @@ def ensure_sample(
     jobs = _jobs(_plan(photos, max_scenes), size)
     planned = [f for job in jobs for f in scene_files(job.split, job.name, DEFAULT_EXPOSURES)]
     generate = partial(write_scenes, root, jobs, exposures=DEFAULT_EXPOSURES, seed=_SEED)
-    manifests.ensure_generated(root, MANIFEST, key, planned, generate, what="fusionkit sample set")
+    manifests.ensure_generated(root, manifests.SAMPLE_MANIFEST, key, planned, generate, what="fusionkit sample set")
     return root
 
 
 def read_manifest(root: str | os.PathLike) -> dict | None:
     """The sample set's manifest (scenes per split, EVs per scene, PSNR per exposure, files), or None when there is none."""
-    return manifests.read_manifest(root, MANIFEST)
+    return manifests.read_manifest(root, manifests.SAMPLE_MANIFEST)
 
 
 def available_photos() -> list[Photo]:

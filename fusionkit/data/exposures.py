@@ -13,8 +13,9 @@ import numpy as np
 from .errors import DataOptionError
 from .layout import EVS
 
-#: ``random``: one random pair of two different exposures per scene and epoch (training).
-#: ``low`` / ``high`` / ``all``: the paper's test pairs, every pair of each scene once.
+#: The values of the loader's ``pairs`` option. ``random`` (training): per scene and epoch, a random pair of
+#: Afifi's EVs, or K random exposures of a bracket. ``low`` / ``high`` / ``all`` (testing): the paper's pairs,
+#: every pair of each scene once; a bracket gives its K exposures spread from darkest to brightest under each.
 PAIR_MODES = ("random", "low", "high", "all")
 
 _FIXED_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {

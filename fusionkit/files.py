@@ -1,4 +1,5 @@
-"""Atomic file writes: a temp file in the target's folder, then an os.replace, so a crash never leaves half a file."""
+"""Writing files safely, for every layer: atomic writes (a temp file in the target's folder, then an os.replace, so a
+crash never leaves half a file), the temps a killed writer left, and ``check_writable`` before the work starts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..errors import FusionkitError
+from .errors import FusionkitError
 
 #: The process umask, read once: mkstemp makes private (0600) files, which we widen to a normal file's mode.
 _UMASK = os.umask(0o022)
