@@ -314,7 +314,7 @@ def test_render_split_and_size_options_and_a_second_call_touches_nothing(photos,
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     render_photos(photos, out, exposures=2, size=20, split="train", progress=lambda *a: pytest.fail("rendered again"))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
-    with pytest.raises(DatasetLayoutError, match="--overwrite"):  # other options: refused without overwrite
+    with pytest.raises(DatasetLayoutError, match="pass overwrite "):  # other options: refused without overwrite
         render_photos(photos, out, exposures=3, size=20, split="train")
     render_photos(photos, out, exposures=3, size=20, split="train", overwrite=True)  # rewritten, nothing stale left
     assert {p.name for p in (out / "train" / "inputs" / "a").iterdir()} == {"01.jpg", "02.jpg", "03.jpg"}

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import FusionkitError
 from .group import FusionkitGroup
 
 
@@ -32,14 +31,11 @@ def sample(directory: Path | None, max_scenes: int | None, sheet: Path | None, s
     from ..files import check_writable
     from ..synthetic.sample import ensure_sample, read_manifest, write_contact_sheet
 
-    try:
-        if sheet is not None:
-            check_writable(sheet, "--sheet")
-        root = ensure_sample(directory, max_scenes=max_scenes)
-        if sheet is not None:
-            write_contact_sheet(root, sheet, scene)
-    except FusionkitError as exc:
-        raise click.ClickException(str(exc)) from None
+    if sheet is not None:
+        check_writable(sheet, "--sheet")
+    root = ensure_sample(directory, max_scenes=max_scenes)
+    if sheet is not None:
+        write_contact_sheet(root, sheet, scene)
     _describe(f"sample set in {root}", read_manifest(root))
     if sheet is not None:
         click.echo(f"contact sheet: {sheet}")
@@ -73,13 +69,10 @@ def render(
     def progress(done: int, total: int, scene: str) -> None:
         click.echo(f"[{done}/{total}] {scene}", err=True)
 
-    try:
-        manifest = render_photos(
-            photos, out, exposures=exposures, size=size, seed=seed, split=split,
-            val_fraction=val_fraction, test_fraction=test_fraction, progress=progress, overwrite=overwrite,
-        )
-    except FusionkitError as exc:
-        raise click.ClickException(str(exc)) from None
+    manifest = render_photos(
+        photos, out, exposures=exposures, size=size, seed=seed, split=split,
+        val_fraction=val_fraction, test_fraction=test_fraction, progress=progress, overwrite=overwrite,
+    )
     _describe(f"rendered set in {out}", manifest)
 
 

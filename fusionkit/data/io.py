@@ -13,7 +13,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from ..errors import FusionkitError, FusionkitWarning
+from ..errors import FusionkitError, FusionkitWarning, param
 from ..files import atomic_path
 from .errors import DataOptionError, ImageFileError
 
@@ -119,7 +119,7 @@ def _check_size(path: Path) -> None:
         stack = f" in each of {images} images" if images > 1 else ""
         raise ImageFileError(
             f"cannot read image {path}: it declares {width}x{height} pixels{stack}, more than the limit of {limit:,}; "
-            f"raise it with --max-pixels N or {MAX_PIXELS_ENV}=N (0: no limit)"
+            f"raise it with {param('max_pixels')} N or {MAX_PIXELS_ENV}=N (0: no limit)"
         )
 
 

@@ -92,7 +92,7 @@ def check_request(
     for path in inputs:
         if same_file(path, output):
             raise FusionkitError(f"-o {output} is the input {path}; fusing would overwrite it, give another file name")
-    check_writable(output, "-o")
+    check_writable(output, param("output"))
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 
-from ..errors import FusionkitError
+from ..errors import FusionkitError, param
 
 RUNS_DIR = Path("runs")
 #: Held by the process training in a run folder, so a second ``train`` on the folder stops at once.
@@ -45,11 +45,11 @@ def shipped_student(root: str | Path = RUNS_DIR) -> Path:
 
     shipped = available("pretrained")
     if not shipped:
-        raise FusionkitError(f"no trained run under {root}/ and no pretrained student installed; train one with `fusionkit train` or pass --checkpoint")
+        raise FusionkitError(f"no trained run under {root}/ and no pretrained student installed; train one with `fusionkit train` or pass {param('checkpoint')}")
     return Path(create("pretrained", shipped[0].name))
 
 
-def checkpoint_file(path: str | Path, option: str = "--checkpoint", role: str = "student") -> Path:
+def checkpoint_file(path: str | Path, option: str = param("checkpoint"), role: str = "student") -> Path:
     """The checkpoint a command-line path names: a ``.safetensors`` file as given (dots and all), or a run folder's ``role``."""
     path = Path(path)
     if path.is_dir():
@@ -59,7 +59,7 @@ def checkpoint_file(path: str | Path, option: str = "--checkpoint", role: str = 
     raise FusionkitError(f"{option} {path}: not a checkpoint; give a .safetensors file or a run folder")
 
 
-def checkpoints_in(path: str | Path, option: str = "--checkpoint") -> list[Path]:
+def checkpoints_in(path: str | Path, option: str = param("checkpoint")) -> list[Path]:
     """A checkpoint file as given, or a run folder's student and teacher (whichever exist)."""
     path = Path(path)
     if path.is_dir():
@@ -78,7 +78,7 @@ def has_checkpoint(run_dir: Path) -> bool:
 def check_fresh(run_dir: Path) -> None:
     """A new run refuses a folder that already holds one (its config.json), pointing to --resume."""
     if (Path(run_dir) / "config.json").exists():
-        raise FusionkitError(f"--run-dir {run_dir} already holds a run; use --resume {run_dir} or another folder")
+        raise FusionkitError(f"{param('run_dir')} {run_dir} already holds a run; use {param('resume')} {run_dir} or another folder")
 
 
 @contextlib.contextmanager
@@ -113,7 +113,7 @@ def _make_folder(run_dir: Path) -> Path | None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FusionkitError(f"--run-dir {run_dir}: cannot create the folder ({exc.strerror})") from None
+        raise FusionkitError(f"{param('run_dir')} {run_dir}: cannot create the folder ({exc.strerror})") from None
     return outermost
 
 
@@ -124,9 +124,9 @@ def _locked(run_dir: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise FusionkitError(f"--run-dir {run_dir} is in use by another fusionkit train; wait for it to end or use another folder") from None
+        raise FusionkitError(f"{param('run_dir')} {run_dir} is in use by another fusionkit train; wait for it to end or use another folder") from None
     except OSError as exc:
-        raise FusionkitError(f"--run-dir {run_dir}: cannot write there ({exc.strerror})") from None
+        raise FusionkitError(f"{param('run_dir')} {run_dir}: cannot write there ({exc.strerror})") from None
     try:
         yield
     finally:

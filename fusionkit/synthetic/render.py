@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..data.brackets import INPUTS_DIR, REFERENCE_DIR
 from ..data.errors import DataOptionError, DatasetLayoutError
+from ..errors import param
 from ..data.io import IMAGE_EXTENSIONS, is_image_file, read_image, write_array
 from ..data.layout import split_name
 from ..data.manifest import RENDER_MANIFEST, ensure_generated, read_manifest
@@ -165,7 +166,7 @@ def _check_no_other_set(out: Path, key: dict) -> None:
     if earlier and earlier.get("complete") and any(earlier.get(k) != v for k, v in key.items()):
         raise DatasetLayoutError(
             f"{out} holds a set rendered from other photos or with other options; "
-            "pass --overwrite to replace it, or choose another folder"
+            f"pass {param('overwrite')} to replace it, or choose another folder"
         )
 
 

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..data import manifest as manifests
 from ..data.errors import DataOptionError, DatasetLayoutError
+from ..errors import param
 from ..data.io import write_array
 from .render import DEFAULT_EXPOSURES, SceneJob, scene_files, write_scenes
 
@@ -184,7 +185,7 @@ def write_contact_sheet(root: str | os.PathLike, path: str | os.PathLike, scene:
     if manifest is None or not manifest.get("complete"):
         raise DatasetLayoutError(f"{root} holds no complete sample set; run `fusionkit data sample {root}` first")
     if root.resolve() in Path(path).resolve().parents:
-        raise DataOptionError(f"--sheet {path} is inside the sample set {root}, which it would change; write it elsewhere")
+        raise DataOptionError(f"{param('sheet')} {path} is inside the sample set {root}, which it would change; write it elsewhere")
     by_name = {name: split for split, names in manifest["scenes"].items() for name in names}
     scene = scene or next(name for split in ("test", "val", "train") for name in manifest["scenes"][split])
     if scene not in by_name:
