@@ -85,7 +85,7 @@ def main() -> None:
     out = Path(args.out)
     report = run_bench(
         data_root=data_root, checkpoints=checkpoints, methods=["mertens", "mean", "best_input"], device=args.device,
-        amp=args.amp, compile_model=args.compile, size=args.size, iters=args.iters,
+        precision={"off": "fp32"}.get(args.amp, args.amp), compile_model=args.compile, size=args.size, iters=args.iters,
         grid_path=out.with_name(out.stem + "_grid.png"), max_scenes=args.max_scenes,
     )
     grid_png = out.with_name(out.stem + "_grid.png")

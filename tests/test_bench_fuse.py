@@ -75,7 +75,7 @@ def test_bench_json_holds_every_figure(trained, tmp_path):
 def test_bench_honours_amp_channels_last_and_batch(trained, tmp_path):
     data, run = trained
     reports = {}
-    for name, extra in (("fp32", ["--amp", "off"]), ("bf16", ["--amp", "bf16", "--channels-last", "--batch", "2"])):
+    for name, extra in (("fp32", ["--precision", "fp32"]), ("bf16", ["--precision", "bf16", "--channels-last", "--batch", "2"])):
         out = tmp_path / f"{name}.json"
         args = ["bench", "--data", str(data), "--checkpoint", str(run), "--methods", "", "--size", "32", "--iters", "2",
                 "--warmup", "1", "--json", str(out), *extra]
@@ -83,7 +83,7 @@ def test_bench_honours_amp_channels_last_and_batch(trained, tmp_path):
         assert result.exit_code == 0, result.output
         reports[name] = json.loads(out.read_text())
     settings = reports["bf16"]["settings"]
-    assert settings["amp"] == "bf16" and settings["channels_last"] is True and settings["batch"] == 2
+    assert settings["precision"] == "bf16" and settings["channels_last"] is True and settings["batch"] == 2
     assert all(model["speed"]["batch"] == 2 for model in reports["bf16"]["models"])
     fp32, bf16 = (reports[name]["models"][0]["quality"]["all"]["psnr"] for name in ("fp32", "bf16"))
     assert fp32 != bf16 and abs(fp32 - bf16) < 0.5  # bf16 autocast really ran, and changed little

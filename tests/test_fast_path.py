@@ -403,3 +403,14 @@ def test_fuse_small_work_size_runs_the_fast_path_and_writes_a_file(photos, resto
     assert result.exit_code == 0, result.output
     assert fast_path_calls == [32]
     assert (photos / "fast.png").exists()
+
+
+def test_one_precision_vocabulary_for_fuse_and_bench():
+    """fuse and bench take the same names; fp16 is refused off CUDA in one line naming the parameter."""
+    from fusionkit.inference.hardware import PRECISIONS, autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert PRECISIONS == ("auto", "fp32", "bf16", "fp16")
+    assert [autocast_dtype(name, cpu) for name in ("auto", "fp32", "bf16")] == [None, None, torch.bfloat16]
+    with pytest.raises(FusionkitError, match="^precision fp16 needs CUDA"):
+        autocast_dtype("fp16", cpu)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import FusionkitError
+from ..inference.hardware import PRECISIONS
 
 #: The picture formats the grid is written in.
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -26,7 +27,7 @@ GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 @click.option("--iters", type=int, help="Timed calls per model  [default: 5 on CPU, 50 on CUDA]")
 @click.option("--warmup", default=3, show_default=True, help="Untimed calls before timing.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True, help="auto = bf16 on CUDA, off on CPU.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="The networks' number format (autocast): auto = bf16 on CUDA, fp32 on CPU; fp16 needs CUDA.")
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
 @click.option("--compile/--no-compile", "compile_model", default=False, show_default=True)
 @click.option("--max-scenes", type=int, help="Evaluate only the first N test scenes.")
@@ -35,7 +36,7 @@ GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Write the table as Markdown.")
 @click.option("--grid", "grid_path", type=click.Path(dir_okay=False), help="Picture grid, PNG or JPEG by its name: inputs | each model | ground truth  [default: bench_grid.png next to --json, or none]")
-def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metric_space, size, batch, iters, warmup, device, amp, channels_last, compile_model,
+def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metric_space, size, batch, iters, warmup, device, precision, channels_last, compile_model,
           max_scenes, no_speed, json_path, csv_path, markdown_path, grid_path) -> None:
     """Quality (PSNR, SSIM, MEF-SSIM, ...) on the test split, and speed, side by side.
 
@@ -80,7 +81,7 @@ def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metr
 
         data = ensure_sample()
     report = run_bench(
-        data_root=Path(data), checkpoints=paths, methods=names, expert=expert, space=metric_space, device=device, amp=amp,
+        data_root=Path(data), checkpoints=paths, methods=names, expert=expert, space=metric_space, device=device, precision=precision,
         channels_last=channels_last, compile_model=compile_model, size=size, batch=batch, iters=iters, warmup=warmup,
         max_scenes=max_scenes, grid_path=Path(grid_path) if grid_path else None, speed=not no_speed,
         metrics=list(metrics) or None, exposures=_exposures(exposures), max_side=max_side,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..inference.fuse import DEFAULT_WORK_SIZE
+from ..inference.hardware import PRECISIONS
 
 
 @click.command()
@@ -19,7 +20,7 @@ from ..inference.fuse import DEFAULT_WORK_SIZE
 @click.option("--tile-batch", type=int, help="Tiles run at once  [default: 1 on a CPU, 8 on a GPU]")
 @click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="Output bit depth (16 for PNG/TIFF).")
 @click.option("--work-size", type=int, default=DEFAULT_WORK_SIZE, show_default=True, help="Long side, in pixels, at which a weight-map student looks at the photos; its weights come back to full resolution by a guided filter and the photos are blended at full resolution. 0: run the network at full resolution.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="The network's number format; auto uses bf16 only where this machine computes it natively and it measured faster.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="The network's number format; auto uses bf16 only where this machine computes it natively and it measured faster; fp16 needs CUDA.")
 @click.option("--threads", type=int, help="CPU threads  [default: one per physical core]")
 @click.option("--device", default="auto", show_default=True)
 def fuse(inputs, output, checkpoint, method, tile, overlap, tile_batch, bits, work_size, precision, threads, device) -> None:

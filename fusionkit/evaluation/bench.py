@@ -17,6 +17,7 @@ from ..data.loader import build_loader
 from ..data.exposures import fixed_pairs
 from ..errors import FusionkitError, param
 from ..inference.device import pick_device
+from ..inference.hardware import autocast_dtype
 from ..inference.fuser import Fuser
 from ..models.fusionnet import count_parameters
 from .metrics import Metric
@@ -155,7 +156,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 def run_bench(
     *, data_root: Path, checkpoints: list[Path], methods: list[str], expert: str = "c", space: str = "rgb",
-    device: str = "auto", amp: str = "auto", channels_last: bool | None = None, compile_model: bool = False,
+    device: str = "auto", precision: str = "auto", channels_last: bool | None = None, compile_model: bool = False,
     size: int = 512, batch: int = 1, iters: int | None = None, warmup: int = 3, max_scenes: int | None = None,
     grid_path: Path | None = None, grid_scenes: int = 3, speed: bool = True, metrics: list[str] | None = None,
     exposures: int | str = 2, max_side: int | None = None,
@@ -163,9 +164,7 @@ def run_bench(
     """Evaluate every candidate's quality on the test split and its speed; returns the full report."""
     dev = pick_device(device)
     cuda = dev.type == "cuda"
-    if amp == "fp16" and not cuda:
-        raise FusionkitError(f"{param('amp')} fp16 needs CUDA; on CPU use {param('amp')} bf16 or off")
-    autocast_dtype = {"auto": torch.bfloat16 if cuda else None, "bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+    dtype = autocast_dtype(precision, dev)
     channels_last = cuda if channels_last is None else channels_last
     candidates = load_candidates(checkpoints, methods, dev)
     metric_list = build_metrics(metrics)
@@ -173,14 +172,14 @@ def run_bench(
         check_references(metric_list, data_root)
     grid = evaluate_quality(
         candidates, data_root, metrics=metric_list, expert=expert, space=space, device=dev, max_scenes=max_scenes,
-        grid_scenes=grid_scenes if grid_path else 0, autocast_dtype=autocast_dtype, exposures=exposures, max_side=max_side,
+        grid_scenes=grid_scenes if grid_path else 0, autocast_dtype=dtype, exposures=exposures, max_side=max_side,
     )
     candidates = [c for c in candidates if c.rows]  # oracles and teachers drop out where there is no reference
     if grid_path and grid:
         save_grid(grid_path, grid)
     report = {
         "machine": machine_info(dev),
-        "settings": {"data": str(data_root), "expert": expert, "metric_space": space, "amp": amp, "channels_last": channels_last,
+        "settings": {"data": str(data_root), "expert": expert, "metric_space": space, "precision": precision, "channels_last": channels_last,
                      "compile": compile_model, "size": size, "batch": batch, "exposures": exposures},
         "metrics": [{"name": m.name, "higher_is_better": m.higher_is_better, "needs_reference": m.needs_reference} for m in metric_list],
         "columns": ["inputs", *[c.fuser.label for c in candidates], "reference"],
@@ -191,7 +190,7 @@ def run_bench(
         entry = {"label": fuser.label, "role": fuser.role, "source": fuser.source, "oracle": fuser.oracle, "quality": summarise_quality(cand)}
         if speed:
             entry["speed"] = speed_of(
-                cand, size=size, batch=batch, device=dev, autocast_dtype=autocast_dtype, channels_last=channels_last,
+                cand, size=size, batch=batch, device=dev, autocast_dtype=dtype, channels_last=channels_last,
                 compile_model=compile_model, iters=iters or (50 if cuda else 5), warmup=warmup,
             )
         report["models"].append(entry)

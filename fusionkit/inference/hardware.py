@@ -97,11 +97,24 @@ class Precision:
         return torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None)
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+#: The one precision vocabulary of ``fuse`` and ``bench``: auto, plain float32, or bf16 / fp16 autocast.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``precision`` means on ``device`` without measuring (the bench's rule): auto is bf16 on
+    CUDA and float32 elsewhere; fp16 needs CUDA."""
+    if precision not in PRECISIONS:
+        raise FusionkitError(f"{param('precision')} {precision}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise FusionkitError(f"{param('precision')} fp16 needs CUDA; on this {device.type} use bf16 or fp32")
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def pick_precision(model: nn.Module, device: torch.device, channels: int, requested: str = "auto") -> Precision:
-    """The fastest safe way to run ``model`` here (``requested``: ``auto``, or force ``fp32`` / ``bf16``).
+    """The fastest safe way to run ``model`` here (``requested``: ``auto``, or force ``fp32`` / ``bf16`` / ``fp16``).
 
     CUDA: bf16 autocast where supported, channels_last. CPU: float32 in either layout, plus bf16 if
     the CPU has it natively, each timed on a small probe input of ``channels`` channels; the
@@ -111,6 +124,8 @@ def pick_precision(model: nn.Module, device: torch.device, channels: int, reques
         raise FusionkitError(f"{param('precision')} {requested}: use one of {', '.join(PRECISIONS)}")
     if requested == "fp32":
         return Precision(None, device.type == "cuda", "float32, as asked")
+    if requested == "fp16":
+        return Precision(autocast_dtype("fp16", device), True, "fp16, as asked")
     if requested == "bf16":
         if device.type == "cpu" and not has_native_bf16(device):
             warnings.warn("this CPU has no native bf16 (AVX-512 BF16 or AMX): bf16 will be slower than float32")
