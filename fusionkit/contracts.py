@@ -128,6 +128,16 @@ class Loss(Protocol):
     def forward(self, fused: Tensor, exposures: Tensor, reference: Tensor | None) -> Tensor: ...
 
 
+class Recipe(Protocol):
+    """A way to train, built from the run's ``TrainConfig``: ``preflight(run)`` builds every part and runs one trial
+    step before the run folder is touched; ``stages(run)`` yields the ``Stage``s to train in order, the engine
+    training each one's model in place before it asks for the next (``run``: the engine's ``RunContext``)."""
+
+    def preflight(self, run: Any) -> None: ...
+
+    def stages(self, run: Any) -> Iterator[Any]: ...
+
+
 class Pretrained(Protocol):
     """The path of a student checkpoint shipped as package data (``NAME.safetensors`` beside ``NAME.json``)."""
 
@@ -220,5 +230,6 @@ CONTRACTS: dict[str, Contract] = {
     "dataset": Contract(Dataset, "factory(root, split, **options)", module=False),
     "metric": Contract(Metric, "factory(**options)", module=False),
     "loss": Contract(Loss, "factory(**options)", required_when={"note": ("available", False)}),
+    "recipe": Contract(Recipe, "factory(config)", module=False),
     "pretrained": Contract(Pretrained, "factory()", module=False),
 }

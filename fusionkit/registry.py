@@ -21,7 +21,7 @@ from .errors import (
 
 #: Every kind a plugin may register: one per contract in ``fusionkit.contracts``. `method` and
 #: `dataset` are training-free fusion methods and dataset readers; `metric` scores a fused image,
-#: `loss` is a weighted training term, `pretrained` a shipped student checkpoint.
+#: `loss` is a weighted training term, `recipe` a way to train (its stages), `pretrained` a shipped student checkpoint.
 KINDS = tuple(CONTRACTS)
 
 

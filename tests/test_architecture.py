@@ -4,6 +4,7 @@ the layers of ``fusionkit/``, and plugins (``plugins/``, ``docs/examples/``) imp
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,42 @@ def test_checker_catches_a_forbidden_import(tmp_path, where, line, expected):
     target.write_text(target.read_text() + line)
     found = violations(copy)
     assert any(expected in problem for problem in found), found
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string nodes that are docstrings (of the module, a class or a function)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                found.add(id(first.value))
+    return found
+
+
+def flag_literals(root: Path = PACKAGE) -> list[str]:
+    """Every string literal outside ``cli/`` (docstrings aside) that spells a command-line flag such as ``--tile``."""
+    flag = re.compile(r"(?<![\w-])--[A-Za-z]")
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] == "cli":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings and flag.search(node.value):
+                problems.append(f"{path.relative_to(root.parent)}:{node.lineno}: {node.value.strip()[:60]!r}")
+    return problems
+
+
+def test_only_the_command_line_names_flags():
+    """Library messages name parameters with fusionkit.errors.param; the command line spells them as its flags."""
+    assert flag_literals() == []
+
+
+def test_the_flag_check_sees_a_flag_in_a_message(tmp_path):
+    package = tmp_path / "fusionkit"
+    (package / "cli").mkdir(parents=True)
+    (package / "engine.py").write_text('"""Run with ``--tile``: a docstring may say so."""\nraise ValueError(f"--tile {1} is too small")\n')
+    (package / "cli" / "main.py").write_text('FLAG = "--tile"\n')
+    assert [line.split(": ", 1)[0] for line in flag_literals(package)] == ["fusionkit/engine.py:2"]

@@ -14,11 +14,13 @@ from fusionkit.contracts import CONTRACTS, REQUIRED, BackboneOutput
 from fusionkit.errors import ContractError, FusionkitError
 from fusionkit.plugins import get_registry
 from fusionkit.registry import KINDS, Registry
+from fusionkit.training.config import TrainConfig
 from tests.fake_exposure_data import make_fake_brackets, make_fake_dataset
 
 PACKAGE = Path(fusionkit.__file__).resolve().parent
-#: Sizes a kind's factory takes first (see each contract's ``built_as``), small so every build is fast.
-SIZES = {"backbone": (3,), "attention": (8,), "fusion_head": (8,)}
+#: What a kind's factory takes first (see each contract's ``built_as``): sizes, small so every build is fast, or
+#: a recipe's training configuration.
+SIZES = {"backbone": (3,), "attention": (8,), "fusion_head": (8,), "recipe": (TrainConfig(),)}
 #: Literal attributes the core reads with getattr/hasattr off things that are not components.
 NOT_COMPONENT_ATTRIBUTES = {"__name__", "module", "_orig_mod", "_shutdown_workers"}
 

@@ -22,6 +22,7 @@ import pytest
 
 import fusionkit
 from fusionkit.plugins import LOAD_PLUGINS_ENV
+from tests.fake_exposure_data import make_fake_dataset
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 EXAMPLE = EXAMPLES / "fusionkit-example-attention"
@@ -176,6 +177,18 @@ def test_every_component_of_the_kinds_example_works(kinds_site, tmp_path):
         """
     )
     assert python(kinds_site, "-c", code).stdout.strip() == "ok"
+
+
+def test_the_kinds_example_recipe_trains_through_fusionkit_train(kinds_site, tmp_path):
+    """``fusionkit train --training-recipe tiny_solo``: the engine runs the plugin's one stage, checkpoints and validates it."""
+    data = make_fake_dataset(tmp_path / "data", train=2, val=1, test=1, size=48)
+    run = tmp_path / "run"
+    python(kinds_site, "-m", "fusionkit", "train", "--training-recipe", "tiny_solo", "--data", str(data), "--run-dir", str(run),
+           "--width", "4", "--crop", "16", "--batch-size", "2", "--student-steps", "2", "--device", "cpu")
+    recipe = json.loads((run / "student.json").read_text())
+    assert (recipe["name"], recipe["complete"], recipe["step"]) == ("tiny_net", True, 2)
+    assert recipe["plugins"] == {KINDS_DIST: "0.1.0"} and 0 <= recipe["val_tiny_brightness"] <= 1
+    assert not (run / "teacher.json").exists()
 
 
 def test_fuse_uses_the_kinds_example_pretrained_student(kinds_site, tmp_path):

@@ -40,7 +40,7 @@ def test_no_weights_means_off_with_a_reason(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     loss, note = build_perceptual_loss(None)
-    assert loss is None and note.startswith("perceptual loss off") and "--vgg-weights" in note
+    assert loss is None and note.startswith("perceptual loss off") and "vgg_weights" in note
 
 
 def test_not_a_vgg_file_is_a_one_line_error(tmp_path):
@@ -53,7 +53,7 @@ def test_training_with_vgg_weights_logs_the_term(vgg_files, tmp_path):
     data = make_fake_dataset(tmp_path / "data", train=2, val=1, test=1, size=48)
     config = make_config({"data": str(data), "run_dir": str(tmp_path / "run"), "width": 8, "crop": 32, "batch_size": 2,
                           "teacher_steps": 2, "student_steps": 2, "log_every": 1, "device": "cpu",
-                          "vgg_weights": str(vgg_files / "vgg19_timm_style.safetensors")})
+                          "loss_options": {"perceptual": {"vgg_weights": str(vgg_files / "vgg19_timm_style.safetensors")}}})
     run = train(config)
     recipe = read_recipe(run / "student")
     assert recipe["notes"]["perceptual"].startswith("perceptual loss on") and recipe["losses"]["perceptual"] == 1.0

@@ -19,7 +19,8 @@ from fusionkit.runs.checkpoint import load_model, read_recipe
 from fusionkit.cli.main import cli
 from fusionkit.training.config import make_config
 from fusionkit.plugins import build_registry, get_registry, set_registry
-from fusionkit.training.engine import NonFiniteLoss, Trainer, TrainingInterrupted, train
+from fusionkit.training.engine import Trainer, train
+from fusionkit.training.loop import NonFiniteLoss, TrainingInterrupted
 from tests.fake_exposure_data import make_fake_dataset
 
 TINY = dict(width=8, crop=32, batch_size=2, teacher_steps=12, student_steps=12, losses={"perceptual": 0}, log_every=1, device="cpu", checkpoint_every=5)
@@ -64,9 +65,10 @@ def test_teacher_is_frozen_during_student_stage(dataset, tmp_path):
     trainer = Trainer(config, distributed.setup("cpu"), tmp_path / "run", False, None)
     trainer.run()
     saved = load_file(str(tmp_path / "run" / "teacher.safetensors"))
-    live = trainer.teacher.state_dict()
-    assert not trainer.teacher.training
-    assert all(not p.requires_grad for p in trainer.teacher.parameters())
+    teacher = trainer.recipe.teacher
+    live = teacher.state_dict()
+    assert not teacher.training
+    assert all(not p.requires_grad for p in teacher.parameters())
     assert all(torch.equal(saved[k], live[k]) for k in saved)
 
 
@@ -77,7 +79,7 @@ def test_interrupt_and_resume_matches_uninterrupted_run(dataset, tmp_path, stop_
     def stop(stage, step, terms):
         return stage == stop_stage and step == stop_step
 
-    with pytest.raises(TrainingInterrupted, match="--resume"):
+    with pytest.raises(TrainingInterrupted, match=f"resume {tmp_path / 'broken'}"):
         train(tiny_config(dataset, tmp_path / "broken"), on_step=stop)
     assert read_recipe(tmp_path / "broken" / stop_stage)["step"] == stop_step
     resumed = train(None, resume=tmp_path / "broken")
@@ -123,6 +125,7 @@ def test_teacher_checkpoint_is_reused(dataset, tmp_path):
     [
         (["--crop", "30"], "--crop must be a multiple of 4"),
         (["--student", "se_stirp"], "did you mean 'se_strip'"),
+        (["--training-recipe", "distil"], "no recipe named 'distil' (did you mean 'distill'?)"),
         (["--attention", "nope"], "no attention named 'nope'"),
         (["--batch-size", "0"], "--batch-size must be a positive integer"),
         (["--data", "/no/such/folder"], "/no/such/folder"),
@@ -151,6 +154,25 @@ def test_config_file_then_command_line(dataset, tmp_path):
     (tmp_path / "bad.toml").write_text("widht = 3\n")
     result = CliRunner().invoke(cli, ["train", "--config", str(tmp_path / "bad.toml")])
     assert result.exit_code != 0 and "unknown training option 'widht' (did you mean 'width'?)" in result.output
+
+
+def test_loss_options_merge_term_by_term_over_the_config_file():
+    """``--vgg-weights`` (a perceptual loss option) on the command line keeps the file's options of other terms."""
+    config = make_config({"loss_options": {"mef_ssim": {"space": "rgb"}, "perceptual": {"vgg_weights": "a"}}},
+                         {"loss_options": {"perceptual": {"vgg_weights": "b"}}})
+    assert config.loss_options == {"mef_ssim": {"space": "rgb"}, "perceptual": {"vgg_weights": "b"}}
+
+
+def test_checkpoints_record_the_kind_of_each_component_their_options_name(dataset, tmp_path):
+    from fusionkit.runs.checkpoint import CheckpointError
+
+    run = train(tiny_config(dataset, tmp_path / "run", stage="student", losses={"distill": 0, "perceptual": 0}, student_steps=1, attention="se"))
+    recipe = read_recipe(run / "student")
+    assert recipe["components"] == {"channel_attention": "attention", "spatial_attention": "attention"}
+    recipe["options"]["channel_attention"] = "gone"
+    (run / "student.json").write_text(json.dumps(recipe))
+    with pytest.raises(CheckpointError, match="needs fusionkit .*: no attention named 'gone'"):
+        load_model(run / "student")
 
 
 def test_torchrun_two_processes_gloo(dataset, tmp_path):
@@ -216,3 +238,12 @@ def test_recipe_lets_the_learned_weights_choose_every_level_where_the_preset_tak
     finally:
         registry._components.pop(("student", "plain_net"))
     assert "fine_levels" not in TrainConfig(student="no_such_student").student_preset_options()
+
+
+def test_a_config_from_before_vgg_weights_became_a_loss_option_still_reads(tmp_path):
+    """Older run folders' config.json hold vgg_weights; it becomes the perceptual loss's option, so they resume."""
+    from fusionkit.training.config import make_config
+
+    old = make_config({"vgg_weights": "vgg19.safetensors", "loss_options": {"perceptual": {"layers": 3}}})
+    assert old.loss_options["perceptual"] == {"vgg_weights": "vgg19.safetensors", "layers": 3}
+    assert make_config({"vgg_weights": None}).loss_options == make_config({}).loss_options

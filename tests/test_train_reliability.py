@@ -35,7 +35,7 @@ def no_space(*args, **kwargs):
 
 
 # ----- 1. a full disk at the end of a stage costs the picture, not the checkpoint --------------
-@pytest.mark.parametrize("writer", ["fusionkit.training.engine.save_grid", "imageio.v3.imwrite"], ids=["grid", "encoder"])
+@pytest.mark.parametrize("writer", ["fusionkit.training.loop.save_grid", "imageio.v3.imwrite"], ids=["grid", "encoder"])
 def test_a_picture_that_cannot_be_written_is_a_warning_and_the_checkpoints_are_kept(data, tmp_path, monkeypatch, writer):
     monkeypatch.setattr(writer, no_space)
     with pytest.warns(FusionkitWarning, match="No space left on device") as caught:

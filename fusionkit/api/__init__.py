@@ -19,6 +19,7 @@ from ..contracts import (
     Method,
     Metric,
     Pretrained,
+    Recipe,
     Student,
     Teacher,
 )
@@ -31,6 +32,7 @@ from ..errors import (
     FusionkitError,
     FusionkitWarning,
     UnknownComponentError,
+    param,
 )
 from ..evaluation.fusion_metrics import brightest_luma, crushed_shadows, normalized_mutual_information, qabf
 from ..evaluation.mef_ssim import SCALE_WEIGHTS as MEF_SSIM_SCALE_WEIGHTS
@@ -38,11 +40,17 @@ from ..evaluation.mef_ssim import WINDOW as MEF_SSIM_WINDOW
 from ..evaluation.mef_ssim import mef_ssim, mef_ssim_rgb
 from ..evaluation.metrics import Metric as FunctionMetric
 from ..evaluation.metrics import psnr, ssim
+from ..inference.pipeline import fused_image, network_target, student_input
 from ..models import FusionNet, WeightBlend
 from ..models.blend import mertens_weights
 from ..models.laplacian_blend import blend_rows, pyramid_blend
 from ..plugins import build_registry, get_registry, set_registry
+from ..runs.checkpoint import unwrap
+from ..training.context import RunContext
 from ..training.perceptual import build_perceptual_loss
+from ..training.stage import Stage
+from ..training.terms import LossTerms
+from ..training.trial import blamed, named, trial_batch
 from ..wholeimage import WholeImagePool, upsample_like
 
 __all__ = [
@@ -52,10 +60,10 @@ __all__ = [
     "build_registry", "get_registry", "set_registry",
     # errors
     "ComponentConflictError", "ComponentOptionError", "ContractError", "DatasetLayoutError", "FusionkitError",
-    "FusionkitWarning", "UnknownComponentError",
+    "FusionkitWarning", "UnknownComponentError", "param",
     # contracts, one per kind
     "Attention", "Backbone", "BackboneOutput", "Dataset", "DistillLoss", "FusionHead", "Loss", "Method", "Metric",
-    "Pretrained", "Student", "Teacher",
+    "Pretrained", "Recipe", "Student", "Teacher",
     # building blocks: networks and blends
     "FusionNet", "WeightBlend", "GRAY", "gray", "mertens_weights", "pyramid_blend", "blend_rows", "WholeImagePool",
     "upsample_like", "fit_within",
@@ -64,4 +72,7 @@ __all__ = [
     "normalized_mutual_information", "crushed_shadows", "brightest_luma", "build_perceptual_loss",
     # building blocks: datasets
     "Bracket", "SceneIndex", "find_brackets", "find_scenes",
+    # building blocks: training recipes
+    "Stage", "RunContext", "LossTerms", "trial_batch", "blamed", "named", "student_input", "network_target", "fused_image",
+    "unwrap",
 ]

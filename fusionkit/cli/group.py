@@ -46,8 +46,12 @@ def _chain(ctx: click.Context | None):
         ctx = ctx.parent
 
 
+def in_flags(message) -> str:
+    """A message (or an exception's) with the parameters it names spelt as the running command's flags."""
+    text = message_template(message) if isinstance(message, BaseException) else str(message)
+    return spell_parameters(text, _flags(click.get_current_context(silent=True), None))
+
+
 def one_line_warning(message, category, filename, lineno, file=None, line=None):
     """A warning as one line; parameters it names appear as the running command's flags."""
-    ctx = click.get_current_context(silent=True)
-    text = message_template(message) if isinstance(message, BaseException) else str(message)
-    return f"warning: {spell_parameters(text, _flags(ctx, None))}\n"
+    return f"warning: {in_flags(message)}\n"

@@ -9,6 +9,7 @@ import yaml
 
 from ..training.config import TrainConfig, make_config, read_config_file
 from ..errors import FusionkitError
+from .group import in_flags
 
 D = TrainConfig()
 
@@ -36,6 +37,7 @@ def _loss_options(flat: dict) -> dict:
 
 @click.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or TOML file giving any option below; the command line overrides it.")
+@click.option("--training-recipe", help=f"Registered training recipe whose stages to run (see fusionkit plugins --kind recipe)  [default: {D.training_recipe}]")
 @click.option("--student", help=f"Student preset  [default: {D.student}]")
 @click.option("--teacher", help=f"Teacher preset  [default: {D.teacher}]")
 @click.option("--stage", type=click.Choice(["teacher", "student", "both"]), help="Which stages to run  [default: both]")
@@ -48,12 +50,12 @@ def _loss_options(flat: dict) -> dict:
 @click.option("--attention", help="Attention block for both the channel and spatial slots (any registered attention).")
 @click.option("--channel-attention", help="Channel attention on the fused features  [default: the preset's own]")
 @click.option("--spatial-attention", help="Bottleneck spatial attention  [default: the preset's own]")
-@click.option("--student-option", "student_option", multiple=True, metavar="KEY=VALUE", help="Any other student preset option (repeatable).")
+@click.option("--student-option", "student_options", multiple=True, metavar="KEY=VALUE", help="Any other student preset option (repeatable).")
 @click.option("--distill", help=f"Distillation loss component  [default: {D.distill}]")
-@click.option("--distill-option", multiple=True, metavar="KEY=VALUE", help="Option of the distillation loss, e.g. pairs=[[2,2],[4,4],[6,6]].")
-@click.option("--loss", "loss", multiple=True, metavar="NAME=WEIGHT", help="Weight of a student loss term (repeatable; 0 drops it): distill or any registered loss  [default: " + " ".join(f"{k}={v:g}" for k, v in D.losses.items()) + "]")
-@click.option("--loss-option", multiple=True, metavar="NAME.KEY=VALUE", help="Option of a loss component, e.g. mef_ssim.space=rgb.")
-@click.option("--vgg-weights", type=click.Path(dir_okay=False), help="VGG19 ImageNet state dict (.safetensors or .pth) for the perceptual term; without one it is off.")
+@click.option("--distill-option", "distill_options", multiple=True, metavar="KEY=VALUE", help="Option of the distillation loss, e.g. pairs=[[2,2],[4,4],[6,6]].")
+@click.option("--loss", "losses", multiple=True, metavar="NAME=WEIGHT", help="Weight of a student loss term (repeatable; 0 drops it): distill or any registered loss  [default: " + " ".join(f"{k}={v:g}" for k, v in D.losses.items()) + "]")
+@click.option("--loss-option", "loss_options", multiple=True, metavar="NAME.KEY=VALUE", help="Option of a loss component, e.g. mef_ssim.space=rgb.")
+@click.option("--vgg-weights", type=click.Path(dir_okay=False), help="VGG19 ImageNet state dict (.safetensors or .pth) for the perceptual term (the same as --loss-option perceptual.vgg_weights=PATH); without one it is off.")
 @click.option("--exposures", type=int, help=f"Exposures drawn per training scene  [default: {D.exposures}]")
 @click.option("--teacher-steps", type=int, help=f"[default: {D.teacher_steps}]")
 @click.option("--student-steps", type=int, help=f"[default: {D.student_steps}]")
@@ -72,21 +74,24 @@ def _loss_options(flat: dict) -> dict:
 @click.option("--log-every", type=int, help=f"[default: {D.log_every}]")
 @click.option("--checkpoint-every", type=int, help=f"[default: {D.checkpoint_every}]")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this folder exactly where it stopped.")
-def train(config_file, student_option, distill_option, loss, loss_option, compile_, resume, **options) -> None:
-    """Train the teacher, then the student distilling from it (see docs/training.md)."""
-    from ..training.engine import TrainingInterrupted, train as run_training
+def train(config_file, student_options, distill_options, losses, loss_options, vgg_weights, compile_, resume, **options) -> None:
+    """Train with a recipe: teacher, then student, by default (see docs/training.md)."""
+    from ..training.engine import train as run_training
+    from ..training.loop import TrainingInterrupted
 
     given = {k: v for k, v in options.items() if v is not None}
     if compile_ is not None:
         given["compile"] = compile_
-    if student_option:
-        given["student_options"] = _key_values(student_option, "--student-option")
-    if distill_option:
-        given["distill_options"] = _key_values(distill_option, "--distill-option")
-    if loss:
-        given["losses"] = _key_values(loss, "--loss")
-    if loss_option:
-        given["loss_options"] = _loss_options(_key_values(loss_option, "--loss-option"))
+    if student_options:
+        given["student_options"] = _key_values(student_options, "--student-option")
+    if distill_options:
+        given["distill_options"] = _key_values(distill_options, "--distill-option")
+    if losses:
+        given["losses"] = _key_values(losses, "--loss")
+    if loss_options or vgg_weights:
+        given["loss_options"] = _loss_options(_key_values(loss_options, "--loss-option"))
+    if vgg_weights:  # a loss option of the perceptual term, under the flag it has always had
+        given["loss_options"].setdefault("perceptual", {})["vgg_weights"] = vgg_weights
     if resume:
         if given or config_file:
             raise FusionkitError("--resume continues a run with its saved config; give no other options")
@@ -96,6 +101,6 @@ def train(config_file, student_option, distill_option, loss, loss_option, compil
     try:
         run_dir = run_training(config, resume=resume)
     except TrainingInterrupted as exc:
-        click.echo(f"fusionkit: {exc}", err=True)
+        click.echo(f"fusionkit: {in_flags(exc)}", err=True)
         sys.exit(130)
     click.echo(f"run folder: {run_dir}")

@@ -62,9 +62,14 @@ class Fuser:
         """The student or teacher in ``path`` (a .safetensors file or a run folder's student)."""
         file = checkpoints_in(path)[0]
         model, recipe = load_model(file, map_location="cpu")
+        return cls.trained(model.eval(), recipe, f" ({file.parent.name})", str(file), **options)
+
+    @classmethod
+    def trained(cls, model: nn.Module, recipe: dict, where: str = "", source: str = "", **options) -> "Fuser":
+        """A trained model as its checkpoint's ``recipe`` says: a student fuses, a teacher reconstructs the reference."""
         role = recipe.get("kind", "student")
         label = recipe["name"] if role == "student" else f"{recipe['name']} teacher"
-        return cls(model.eval(), role, f"{label} ({file.parent.name})", recipe.get("color", "rgb"), str(file), **options)
+        return cls(model, role, label + where, recipe.get("color", "rgb"), source, **options)
 
     @classmethod
     def from_method(cls, name: str, **options) -> "Fuser":

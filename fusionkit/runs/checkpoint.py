@@ -1,7 +1,8 @@
 """Checkpoints that are safe to load: weights in safetensors, the recipe in JSON, training state beside them.
 
 A model checkpoint is ``NAME.safetensors`` (weights; the recipe is also in its metadata) plus
-``NAME.json`` (the recipe: component kind/name/options, colour mode, plugin versions, step).
+``NAME.json`` (the recipe: component kind/name/options, the kind of each component its options name,
+colour mode, plugin versions, step).
 Training state (optimizer, scheduler, RNG) is ``NAME.state.pt``, written by fusionkit itself and
 read back with ``torch.load(weights_only=True)``, which never unpickles arbitrary objects.
 """
@@ -28,35 +29,21 @@ class CheckpointError(FusionkitError):
     """A checkpoint that is missing, unreadable, or needs a plugin that is not installed."""
 
 
-def _option_kind(option: str) -> str | None:
-    """Which component kind a preset option names (``channel_attention`` -> attention)."""
-    if option.endswith("attention"):
-        return "attention"
-    return {"backbone": "backbone", "head": "fusion_head", "distill": "distill_loss"}.get(option)
+def named_components(recipe: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, name) of the recipe's model and of each component its options name, by the kinds the recipe records
+    in ``components`` (option -> kind; a recipe written before kinds were recorded names none)."""
+    options = recipe.get("options", {})
+    parts = [(kind, options[option]) for option, kind in recipe.get("components", {}).items() if isinstance(options.get(option), str)]
+    return [(recipe["kind"], recipe["name"]), *parts]
 
 
-def component_versions(kind: str, name: str, options: dict[str, Any]) -> dict[str, str]:
-    """Distribution -> version for the preset and every component named in its options."""
+def make_recipe(kind: str, name: str, options: dict[str, Any], components: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON recipe that lets ``load_model`` rebuild a model without the user repeating flags; ``components``
+    gives the kind of each option that names a component (``{"channel_attention": "attention"}``)."""
+    recipe = {"format": FORMAT, "kind": kind, "name": name, "options": dict(options), "components": dict(components or {})}
     registry = get_registry()
-    used = [(kind, name)] + [(_option_kind(k), v) for k, v in options.items() if isinstance(v, str)]
-    versions = {}
-    for key in used:
-        if key in registry:
-            component = registry.get(*key)
-            versions[component.plugin] = component.version
-    return versions
-
-
-def make_recipe(kind: str, name: str, options: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The JSON recipe that lets ``load_model`` rebuild a model without the user repeating flags."""
-    return {
-        "format": FORMAT,
-        "kind": kind,
-        "name": name,
-        "options": dict(options),
-        "plugins": component_versions(kind, name, options),
-        **extra,
-    }
+    used = [registry.get(*key) for key in named_components(recipe) if key in registry]
+    return {**recipe, "plugins": {component.plugin: component.version for component in used}, **extra}
 
 
 def paths(stem: str | Path) -> tuple[Path, Path, Path]:
@@ -114,17 +101,21 @@ def _parse_recipe(text: str, source: Path) -> dict[str, Any]:
         raise CheckpointError(f"{source}: not valid JSON ({exc})") from None
     if not isinstance(recipe, dict):
         raise CheckpointError(f"{source}: not a fusionkit recipe (a JSON object), found a {type(recipe).__name__}")
-    if not all(isinstance(recipe.get(key), str) for key in ("kind", "name")) or not isinstance(recipe.get("options", {}), dict):
-        raise CheckpointError(f"{source}: not a fusionkit recipe (it needs a kind and a name, and options as an object)")
+    if not all(isinstance(recipe.get(key), str) for key in ("kind", "name")) or not all(
+        isinstance(recipe.get(key, {}), dict) for key in ("options", "components")
+    ):
+        raise CheckpointError(f"{source}: not a fusionkit recipe (it needs a kind and a name, and options and components as objects)")
     return recipe
 
 
 def build_from_recipe(recipe: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
     """Rebuild the recipe's model; a component from a missing plugin gets a message naming the plugin."""
-    from .. import create
+    from .. import component, create
 
     kind, name, options = recipe["kind"], recipe["name"], recipe.get("options", {})
     try:
+        for part in named_components(recipe):
+            component(*part)  # a part from a missing plugin is named before anything is built
         return create(kind, name, **options)
     except UnknownComponentError as exc:
         needed = ", ".join(f"{d} {v}" for d, v in recipe.get("plugins", {}).items()) or "unknown plugins"

@@ -1,4 +1,5 @@
-"""Training: the two-stage engine, its configuration, losses, run logs and torchrun support.
+"""Training: the method-agnostic engine that runs a recipe's stages, what recipes get and give, the
+configuration, loss terms, run logs and torchrun support.
 
 Imports the core, data, synthetic (the default sample set), runs, inference and evaluation (validation
 scores); never cli.

@@ -7,10 +7,11 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import FusionkitError
+from ..errors import FusionkitError, param
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,14 +25,18 @@ DEFAULT_LOSSES = {"l1": 0.0, "distill": 1.0, "perceptual": 1.0, "mef_ssim": 1.0,
 #: the learned weights choose every pyramid level, tones included, which the ``tones`` loss keeps near
 #: Mertens' (docs/training.md); ``--student-option fine_levels=2`` leaves the coarse levels to the prior.
 RECIPE_STUDENT_OPTIONS: dict[str, Any] = {"fine_levels": None}
-#: Options merged key by key over the layers (file, command line) instead of replaced whole.
-MERGED = ("losses",)
+#: Options merged key by key over the layers (file, command line) instead of replaced whole: the loss
+#: weights over the defaults, and each loss term's options.
+MERGED = ("losses", "loss_options")
 
 
 @dataclass
 class TrainConfig:
     """Every option of ``fusionkit train``. Defaults finish the sample-set demo on a 2-core CPU in ~10 min."""
 
+    # The recipe component whose stages the run trains. The model, stage and distillation options below are
+    # those of ``distill`` (fusionkit_kd's teacher -> student recipe); another recipe reads what it needs.
+    training_recipe: str = "distill"
     student: str = "se_strip"
     teacher: str = "ae"
     stage: str = "both"  # teacher | student | both
@@ -48,12 +53,12 @@ class TrainConfig:
     student_options: dict[str, Any] = field(default_factory=dict)
     exposures: int = 2  # exposures drawn per training scene
     # Losses: the student's objective is the weighted sum of these terms; a weight of 0 drops one.
-    # ``distill`` is the distill_loss component's term; every other name is a registered loss.
+    # ``distill`` is the distill_loss component's term; every other name is a registered loss, built with
+    # its own options from ``loss_options`` (e.g. ``{"perceptual": {"vgg_weights": PATH}}``).
     losses: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSSES))
     loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     distill: str = "l1_features"
     distill_options: dict[str, Any] = field(default_factory=dict)
-    vgg_weights: str | None = None  # for the ``perceptual`` term
     # Optimisation.
     teacher_steps: int = 400
     student_steps: int = 1500
@@ -104,6 +109,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def default_run_dir(config: TrainConfig) -> Path:
+    """``runs/<student>-<time>``: where a run goes without ``run_dir``."""
+    return Path("runs") / f"{config.student}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
 def _takes_option(student: str, option: str) -> bool:
     """Whether the student preset ``student`` accepts ``option`` (False for an unknown preset: building it says why)."""
     import inspect
@@ -130,7 +140,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise FusionkitError(f"--config: cannot read {path}: {exc.strerror}") from None
+        raise FusionkitError(f"{param('config_file')}: cannot read {path}: {exc.strerror}") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -141,20 +151,20 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
-            raise FusionkitError(f"--config: {path} must end in .yaml, .yml, .toml or .json")
+            raise FusionkitError(f"{param('config_file')}: {path} must end in .yaml, .yml, .toml or .json")
     except FusionkitError:
         raise
     except Exception as exc:
-        raise FusionkitError(f"--config: {path} is not valid: {str(exc).splitlines()[0]}") from None
+        raise FusionkitError(f"{param('config_file')}: {path} is not valid: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise FusionkitError(f"--config: {path} must hold a mapping of option names to values")
+        raise FusionkitError(f"{param('config_file')}: {path} must hold a mapping of option names to values")
     return {key.replace("-", "_"): value for key, value in data.items()}
 
 
 def make_config(*layers: dict[str, Any]) -> TrainConfig:
     """Merge option layers (later wins) into a validated TrainConfig; unknown keys are errors."""
     merged: dict[str, Any] = {}
-    for layer in layers:
+    for layer in map(_current, layers):
         for key, value in layer.items():
             if key not in FIELDS:
                 import difflib
@@ -162,10 +172,38 @@ def make_config(*layers: dict[str, Any]) -> TrainConfig:
                 close = difflib.get_close_matches(key, list(FIELDS), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise FusionkitError(f"unknown training option {key!r}{hint}")
-            merged[key] = {**merged.get(key, DEFAULT_LOSSES), **value} if key in MERGED and isinstance(value, dict) else value
+            merged[key] = _merged(key, merged, value)
     config = TrainConfig(**merged)
     validate(config)
     return config
+
+
+def _current(layer: dict[str, Any]) -> dict[str, Any]:
+    """Options as this version names them: a run folder's config.json from before VGG weights became the
+    perceptual loss's own option holds ``vgg_weights``, which moves there, so older runs still resume."""
+    if "vgg_weights" not in layer:
+        return layer
+    layer = dict(layer)
+    weights = layer.pop("vgg_weights")
+    if weights is not None:
+        options = dict(layer.get("loss_options") or {})
+        options["perceptual"] = {"vgg_weights": weights, **options.get("perceptual", {})}
+        layer["loss_options"] = options
+    return layer
+
+
+def _merged(key: str, merged: dict[str, Any], value: Any) -> Any:
+    """``value`` of option ``key`` over what earlier layers gave it: loss weights over the defaults, each loss
+    term's options over its earlier ones, any other option replaced."""
+    if key not in MERGED or not isinstance(value, dict):
+        return value
+    if key == "losses":
+        return {**merged.get(key, DEFAULT_LOSSES), **value}
+    terms = dict(merged.get(key, {}))
+    for name, options in value.items():
+        before = terms.get(name)
+        terms[name] = {**before, **options} if isinstance(before, dict) and isinstance(options, dict) else options
+    return terms
 
 
 def _finite(value: Any) -> bool:
@@ -181,31 +219,31 @@ def validate(config: TrainConfig) -> None:
             raise FusionkitError(f"{key} must map {what}, got {getattr(config, key)!r}")
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
-            raise FusionkitError(f"--{key.replace('_', '-')} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
+            raise FusionkitError(f"{param(key)} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
     given = tuple(key for key in POSITIVE_OR_PRESET if getattr(config, key) is not None)
     for key in POSITIVE + given:
         value = getattr(config, key)
         if not isinstance(value, int) or value < 1:
-            raise FusionkitError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+            raise FusionkitError(f"{param(key)} must be a positive integer, got {value!r}")
     if not isinstance(config.seed, int) or isinstance(config.seed, bool) or not 0 <= config.seed < 2**63:
-        raise FusionkitError(f"--seed must be a whole number from 0 to 2**63 - 1, got {config.seed!r}")
+        raise FusionkitError(f"{param('seed')} must be a whole number from 0 to 2**63 - 1, got {config.seed!r}")
     unknown = sorted(set(config.loss_options) - set(config.losses))
     if unknown:
         option = next(iter(config.loss_options[unknown[0]]), "KEY")
         raise FusionkitError(
-            f"--loss-option {unknown[0]}.{option}: no loss term {unknown[0]!r} in this run (its terms: {', '.join(config.losses)})"
+            f"{param('loss_options')} {unknown[0]}.{option}: no loss term {unknown[0]!r} in this run (its terms: {', '.join(config.losses)})"
         )
     if not isinstance(config.workers, int) or config.workers < 0:
-        raise FusionkitError(f"--workers must be 0 (load in this process) or more, got {config.workers!r}")
+        raise FusionkitError(f"{param('workers')} must be 0 (load in this process) or more, got {config.workers!r}")
     if config.crop % 4:
-        raise FusionkitError(f"--crop must be a multiple of 4 (the networks downsample by 4), got {config.crop}")
+        raise FusionkitError(f"{param('crop')} must be a multiple of 4 (the networks downsample by 4), got {config.crop}")
     if not _finite(config.lr) or config.lr <= 0:
-        raise FusionkitError(f"--lr must be a positive number, got {config.lr!r}")
+        raise FusionkitError(f"{param('lr')} must be a positive number, got {config.lr!r}")
     for key in ("grad_clip", "min_lr_ratio"):
         if not _finite(getattr(config, key)) or getattr(config, key) < 0:
-            raise FusionkitError(f"--{key.replace('_', '-')} must be a number >= 0, got {getattr(config, key)!r}")
+            raise FusionkitError(f"{param(key)} must be a number >= 0, got {getattr(config, key)!r}")
     for name, weight in config.losses.items():
         if not _finite(weight) or weight < 0:
-            raise FusionkitError(f"--loss {name}={weight!r}: a weight must be a number >= 0")
+            raise FusionkitError(f"{param('losses')} {name}={weight!r}: a weight must be a number >= 0")
     if config.teacher_checkpoint and config.stage == "teacher":
-        raise FusionkitError("--teacher-checkpoint reuses a trained teacher; it makes no sense with --stage teacher")
+        raise FusionkitError(f"{param('teacher_checkpoint')} reuses a trained teacher; it makes no sense with {param('stage')} teacher")

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..errors import FusionkitError, first_line
+from ..errors import FusionkitError, first_line, param
 
 SLICE_BOUNDS = (0, 2, 7, 12, 21, 30)
 LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: What ``--vgg-weights`` must name, as its one-line errors say.
+#: What the ``vgg_weights`` option must name, as its one-line errors say.
 EXPECTED = "expected VGG19 weights as a .safetensors file or a torch state dict readable with weights_only=True"
 
 
@@ -46,7 +46,7 @@ def load_vgg19_features(path: str | Path) -> nn.Sequential:
 
     path = Path(path)
     if not path.exists():
-        raise FusionkitError(f"--vgg-weights: file not found: {path}")
+        raise FusionkitError(f"{param('vgg_weights')}: file not found: {path}")
     state = _read_state_dict(path)
     features = {k.split("features.", 1)[1]: v for k, v in state.items() if "features." in k and isinstance(v, Tensor)}
     net = vgg19().features
@@ -61,8 +61,8 @@ def load_vgg19_features(path: str | Path) -> nn.Sequential:
 
 
 def _wrong_file(path: Path, found: str) -> FusionkitError:
-    """The one-line error for a --vgg-weights file that is not what it should be: what is expected, what was found."""
-    return FusionkitError(f"--vgg-weights {path}: {EXPECTED}; found {found}")
+    """The one-line error for VGG weights that are not what they should be: what is expected, what was found."""
+    return FusionkitError(f"{param('vgg_weights')} {path}: {EXPECTED}; found {found}")
 
 
 def _file_kind(path: Path) -> str:
@@ -139,7 +139,7 @@ def build_perceptual_loss(weights: str | Path | None) -> tuple[VGGPerceptualLoss
     source = Path(weights) if weights else cached_vgg19_weights()
     if source is None:
         return None, (
-            "perceptual loss off: no VGG19 ImageNet weights found (pass --vgg-weights PATH to a "
+            f"perceptual loss off: no VGG19 ImageNet weights found (pass {param('vgg_weights')} PATH to a "
             "torchvision or timm VGG19 state dict; looked in the torch hub and Hugging Face caches)"
         )
     return VGGPerceptualLoss(load_vgg19_features(source)), f"perceptual loss on: VGG19 weights from {source}"

@@ -1,13 +1,14 @@
-"""What a user watches during and after a run: per-step logs and the loss curve."""
+"""What a user watches during and after a run: per-step logs, the loss curve and other pictures."""
 
 from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-
+from ..errors import FusionkitError, FusionkitWarning
 from ..files import write_atomic
 
 
@@ -112,3 +113,13 @@ def plot_loss_curves(log_path: Path, out_path: Path) -> Path | None:
     write_atomic(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return out_path
+
+
+def save_picture(path: Path, draw: Callable[[Path], Any]) -> None:
+    """Draw a picture of the run into ``path``; one that cannot be written (a full disk) is a warning, not a
+    failure: the checkpoints it shows are written already."""
+    try:
+        draw(path)
+    except (OSError, FusionkitError) as exc:
+        reason = f"cannot write {path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        warnings.warn(f"{reason} (only this picture is missing; the checkpoints are written)", FusionkitWarning, stacklevel=2)

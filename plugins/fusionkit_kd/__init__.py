@@ -1,4 +1,5 @@
-"""fusionkit's reference plugin: the knowledge-distillation fusion method of PAPER.md."""
+"""fusionkit's reference plugin: the knowledge-distillation fusion method of PAPER.md, its networks and its
+training recipe ``distill``."""
 
 from fusionkit import hookimpl
 
@@ -9,6 +10,7 @@ from .head import UpsampleHead, WeightMapHead
 from .students import dense_fusion, kd_baseline, se_strip
 from .teacher import ae
 from .pretrained import se_strip_real
+from .recipe import Distillation
 
 
 @hookimpl
@@ -24,4 +26,5 @@ def register_components(register):
     register("student", "dense_fusion", dense_fusion)
     register("student", "se_strip", se_strip)
     register("teacher", "ae", ae)
+    register("recipe", "distill", Distillation)
     register("pretrained", "se_strip_real", se_strip_real)

@@ -7,13 +7,17 @@ else of fusionkit.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 import fusionkit
-from fusionkit.api import BackboneOutput, Bracket, DatasetLayoutError, FusionNet, WholeImagePool
+from fusionkit.api import (
+    BackboneOutput, Bracket, DatasetLayoutError, FusionNet, RunContext, Stage, WholeImagePool, blamed, fused_image, named,
+    student_input, trial_batch, unwrap,
+)
 
 #: tiny_net's weights and recipe, as a training run writes them (student.safetensors, student.json), renamed.
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "tiny_net.safetensors"
@@ -160,6 +164,35 @@ class TinyExposedness(nn.Module):
         return (fused.float() - self.target).square().mean()
 
 
+class TinySolo:
+    """One stage: ``tiny_net`` learns to fuse towards mid-grey (``tiny_exposedness``), with no teacher and no reference."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.loss = TinyExposedness()
+
+    def preflight(self, run: RunContext) -> None:
+        stage = self.stage(run)
+        with blamed(named(self.config, ("width", "exposures"))), torch.no_grad():
+            net = run.build(stage)
+            stage.loss(net, trial_batch(self.config, run.device))
+        run.check_saved(stage, net)
+
+    def stages(self, run: RunContext) -> Iterator[Stage]:
+        yield self.stage(run)
+
+    def stage(self, run: RunContext) -> Stage:
+        def loss(net: nn.Module, batch: dict[str, Tensor]):
+            exposures = batch["inputs"].to(run.device)
+            fused = fused_image(unwrap(net), net(run.to_device(student_input(exposures, "rgb"))), exposures, "rgb")
+            value = self.loss(fused, exposures, None)
+            return value, {"loss": value}
+
+        options = {"width": self.config.width or 8, "num_inputs": self.config.exposures}
+        return Stage("student", "student", "tiny_net", options, self.config.student_steps, loss,
+                     metrics=("tiny_brightness",), record={"color": "rgb"})
+
+
 def tiny_pretrained() -> Path:
     """tiny_net with untrained weights, shipped as package data."""
     return PRETRAINED
@@ -177,4 +210,5 @@ def register_components(register):
     register("dataset", "tiny_folders", tiny_folders)
     register("metric", "tiny_brightness", TinyBrightness)
     register("loss", "tiny_exposedness", TinyExposedness)
+    register("recipe", "tiny_solo", TinySolo)
     register("pretrained", "tiny_net", tiny_pretrained)
