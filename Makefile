@@ -31,7 +31,7 @@ pretrained: install
 	$(BIN)/fusionkit train --stage student --student se_strip --student-option num_inputs=null \
 		--student-option fine_levels=null --loss distill=0 --loss perceptual=0 --loss mef_ssim=1 --loss tones=0.3 \
 		--data $(PACKED) --max-side 512 --crop 256 --batch-size 16 --student-steps 3000 --width 32 --workers 8 \
-		--amp off --run-dir runs/pretrained
+		--precision fp32 --run-dir runs/pretrained
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", default="auto")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--iters", type=int, default=None)
@@ -57,7 +57,7 @@ def main() -> None:
         "width": args.width, "teacher_steps": args.teacher_steps, "student_steps": args.student_steps,
         "batch_size": args.batch_size, "crop": args.crop, "data": args.data, "workers": args.workers,
     }.items() if v is not None}
-    options.update(device=args.device, amp=args.amp, compile=args.compile)
+    options.update(device=args.device, precision=args.precision, compile=args.compile)
     runs = Path(args.runs)
     students = [s.strip() for s in args.students.split(",") if s.strip()]
     timings = {}
@@ -85,7 +85,7 @@ def main() -> None:
     out = Path(args.out)
     report = run_bench(
         data_root=data_root, checkpoints=checkpoints, methods=["mertens", "mean", "best_input"], device=args.device,
-        precision={"off": "fp32"}.get(args.amp, args.amp), compile_model=args.compile, size=args.size, iters=args.iters,
+        precision=args.precision, compile_model=args.compile, size=args.size, iters=args.iters,
         grid_path=out.with_name(out.stem + "_grid.png"), max_scenes=args.max_scenes,
     )
     grid_png = out.with_name(out.stem + "_grid.png")
@@ -114,7 +114,7 @@ def main() -> None:
         "",
         "## Training",
         "",
-        "Settings: " + ", ".join(f"{k}={config.get(k)}" for k in ("width", "crop", "batch_size", "teacher_steps", "student_steps", "lr", "amp", "device")),
+        "Settings: " + ", ".join(f"{k}={config.get(k)}" for k in ("width", "crop", "batch_size", "teacher_steps", "student_steps", "lr", "precision", "device")),
         "",
         "| stage | wall time (s) |",
         "|---|---|",

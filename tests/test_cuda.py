@@ -28,10 +28,10 @@ def dataset(tmp_path_factory) -> Path:
 def test_training_on_cuda(dataset, tmp_path, amp, compile_model):
     config = make_config({"data": str(dataset), "run_dir": str(tmp_path / "run"), "width": 8, "crop": 32, "batch_size": 2,
                           "teacher_steps": 20, "student_steps": 20, "losses": {"perceptual": 0}, "device": "cuda",
-                          "amp": amp, "compile": compile_model, "log_every": 1})
+                          "precision": amp, "compile": compile_model, "log_every": 1})
     run = train(config)
     recipe = read_recipe(run / "student")
-    assert recipe["complete"] and recipe["config"]["amp"] == amp
+    assert recipe["complete"] and recipe["config"]["precision"] == amp
     model, _ = load_model(run / "student", map_location="cuda")
     assert next(model.parameters()).is_cuda
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -247,3 +247,11 @@ def test_a_config_from_before_vgg_weights_became_a_loss_option_still_reads(tmp_p
     old = make_config({"vgg_weights": "vgg19.safetensors", "loss_options": {"perceptual": {"layers": 3}}})
     assert old.loss_options["perceptual"] == {"vgg_weights": "vgg19.safetensors", "layers": 3}
     assert make_config({"vgg_weights": None}).loss_options == make_config({}).loss_options
+
+
+def test_a_config_from_before_the_precision_vocabulary_still_reads():
+    """Older run folders' config.json say amp (off, bf16, ...); it reads as precision (fp32, bf16, ...)."""
+    from fusionkit.training.config import make_config
+
+    assert make_config({"amp": "off"}).precision == "fp32"
+    assert make_config({"amp": "bf16"}).precision == "bf16"

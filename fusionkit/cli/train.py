@@ -9,6 +9,7 @@ import yaml
 
 from ..training.config import TrainConfig, make_config, read_config_file
 from ..errors import FusionkitError
+from ..inference.hardware import PRECISIONS
 from .group import in_flags
 
 D = TrainConfig()
@@ -66,7 +67,7 @@ def _loss_options(flat: dict) -> dict:
 @click.option("--grad-clip", type=float, help=f"Gradient-norm clip, 0 for none  [default: {D.grad_clip}]")
 @click.option("--seed", type=int, help=f"[default: {D.seed}]")
 @click.option("--device", help="auto, cpu, cuda or cuda:N  [default: auto]")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), help="Mixed precision  [default: auto = bf16 on CUDA, off on CPU]")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="The networks' number format (autocast; fp16 with a gradient scaler, CUDA only)  [default: auto = bf16 on CUDA, fp32 on CPU]")
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the model  [default: off]")
 @click.option("--workers", type=int, help=f"DataLoader worker processes  [default: {D.workers}]")

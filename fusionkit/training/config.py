@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FusionkitError, param
+from ..inference.hardware import PRECISIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,7 +72,7 @@ class TrainConfig:
     seed: int = 0
     # Engine.
     device: str = "auto"
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16, as fuse and bench
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False
     workers: int = 0
@@ -128,7 +129,7 @@ def _takes_option(student: str, option: str) -> bool:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-CHOICES = {"stage": ("teacher", "student", "both"), "color": ("rgb", "y"), "amp": ("auto", "bf16", "fp16", "off")}
+CHOICES = {"stage": ("teacher", "student", "both"), "color": ("rgb", "y"), "precision": PRECISIONS}
 POSITIVE = ("teacher_steps", "student_steps", "batch_size", "crop", "log_every", "checkpoint_every", "exposures")
 #: Positive when given; None leaves the preset's own value (for max_side: photos at full size).
 POSITIVE_OR_PRESET = ("width", "num_blocks", "max_side")
@@ -179,11 +180,14 @@ def make_config(*layers: dict[str, Any]) -> TrainConfig:
 
 
 def _current(layer: dict[str, Any]) -> dict[str, Any]:
-    """Options as this version names them: a run folder's config.json from before VGG weights became the
-    perceptual loss's own option holds ``vgg_weights``, which moves there, so older runs still resume."""
+    """Options as this version names them, so older run folders still resume: their config.json holds
+    ``amp`` (now ``precision``, with ``off`` now ``fp32``) and ``vgg_weights`` (now the perceptual loss's option)."""
+    layer = dict(layer)
+    if "amp" in layer:
+        amp = layer.pop("amp")
+        layer.setdefault("precision", "fp32" if amp == "off" else amp)
     if "vgg_weights" not in layer:
         return layer
-    layer = dict(layer)
     weights = layer.pop("vgg_weights")
     if weights is not None:
         options = dict(layer.get("loss_options") or {})

@@ -12,20 +12,12 @@ from tqdm import tqdm
 
 from .. import create
 from ..errors import FusionkitError, param
+from ..inference.hardware import autocast_dtype
 from ..runs.checkpoint import load_model, load_state, load_weights, paths, read_recipe
 from ..runs.folders import checkpoint_file
 from .config import TrainConfig
 from .distributed import DistContext
 from .stage import Stage
-
-
-def amp_dtype(amp: str, cuda: bool) -> torch.dtype | None:
-    """The autocast dtype of ``amp`` (auto: bf16 on CUDA, none on CPU); fp16 needs CUDA."""
-    if amp == "auto":
-        return torch.bfloat16 if cuda else None
-    if amp == "fp16" and not cuda:
-        raise FusionkitError(f"{param('amp')} fp16 needs CUDA; on CPU use {param('amp')} bf16 or off")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
 
 
 class RunContext:
@@ -37,7 +29,7 @@ class RunContext:
         self.device = ctx.device
         cuda = self.device.type == "cuda"
         self.channels_last = config.channels_last if config.channels_last is not None else cuda
-        self.amp_dtype = amp_dtype(config.amp, cuda)
+        self.amp_dtype = autocast_dtype(config.precision, self.device)
         self.data_root: Path | None = None
 
     @property

@@ -137,7 +137,7 @@ class StageLoop:
             progress.close()
             kept = f"The last good checkpoint is kept in {run.run_dir}" if has_checkpoint(run.run_dir) else "No checkpoint had been written"
             raise NonFiniteLoss(
-                f"{stage.name} loss became non-finite at step {self.step + 1}; stopped. {kept} (try a lower {param('lr')} or {param('amp')} off)"
+                f"{stage.name} loss became non-finite at step {self.step + 1}; stopped. {kept} (try a lower {param('lr')} or {param('precision')} fp32)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
