@@ -53,7 +53,7 @@ def load_entry_points(pm: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:  # a broken plugin must not take the others down
+        except (Exception, SystemExit) as exc:  # a broken plugin (even one calling sys.exit) must not take the others down
             warnings.warn(
                 f"plugin {ep.name!r} from {dist_name} {version} failed to import and was skipped: "
                 f"{type(exc).__name__}: {exc}",
@@ -89,7 +89,7 @@ def collect(
 
         try:
             impl.function(register=register)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             warnings.warn(
                 f"plugin {impl.plugin_name!r} ({dist_name}) failed while registering components "
                 f"and may be incomplete: {type(exc).__name__}: {exc}",

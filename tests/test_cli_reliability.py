@@ -482,6 +482,25 @@ def test_plugins_shows_a_name_two_plugins_claim(restore_registry):
     assert listing[("method", "mean")]["conflict"] == []
 
 
+def test_plain_bench_skips_a_method_two_plugins_claim_with_a_warning(restore_registry, work, data):
+    class TwinA:
+        @fusionkit.hookimpl
+        def register_components(register):
+            register("method", "twin", torch.nn.Identity, "first twin")
+
+    class TwinB:
+        @fusionkit.hookimpl
+        def register_components(register):
+            register("method", "twin", torch.nn.Identity, "second twin")
+
+    with pytest.warns(fusionkit.errors.FusionkitWarning, match="registered by both"):
+        set_registry(build_registry([TwinA, TwinB]))
+    result = invoke("bench", "--data", str(data), "--no-speed", "--max-scenes", "1")
+    assert result.exit_code == 0, result.output
+    assert "warning: method twin is registered by more than one plugin and is skipped" in result.stderr
+    assert "mertens" in result.stdout and "twin" not in result.stdout
+
+
 def test_checkpoint_paths_keep_every_dot_but_the_last_suffix():
     assert paths("run/student.best.safetensors") == tuple(Path(f"run/student.best{e}") for e in (".safetensors", ".json", ".state.pt"))
     assert paths("run/student") == paths("run/student.safetensors")

@@ -149,6 +149,16 @@ def test_plugin_that_fails_to_import_is_skipped_with_a_warning(installed):
     assert registry.create("attention", "se", 16) is not None
 
 
+def test_plugin_that_calls_sys_exit_on_import_is_skipped_with_a_warning(installed):
+    """A plugin ending the process as it imports would make every command exit silently."""
+    installed(FakeEntryPoint("quitter", "fusionkit-quitter", "0.1", SystemExit(3)))
+    with pytest.warns(FusionkitWarning) as record:
+        registry = build_registry()
+    (message,) = fusionkit_warnings(record)
+    assert "'quitter'" in message and "SystemExit" in message
+    assert ("student", "se_strip") in registry
+
+
 def test_plugin_that_fails_while_registering_keeps_what_it_did_and_others_intact(installed):
     partial = make_plugin("half", ("attention", "first"), ("attention", "second"), fail_after=1)
     installed(FakeEntryPoint("half", "fusionkit-half", "1.2", partial))

@@ -255,3 +255,15 @@ def test_a_config_from_before_the_precision_vocabulary_still_reads():
 
     assert make_config({"amp": "off"}).precision == "fp32"
     assert make_config({"amp": "bf16"}).precision == "bf16"
+
+
+def test_a_saved_config_json_starts_a_new_run_of_its_own(tmp_path):
+    """A run's config.json given to --config leaves its run folder behind: a new run never reuses it."""
+    from fusionkit.training.config import read_config_file
+
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"run_dir": "runs/old", "width": 8}))
+    assert read_config_file(saved) == {"width": 8}
+    yaml_file = tmp_path / "options.yaml"
+    yaml_file.write_text("run_dir: runs/chosen\n")
+    assert read_config_file(yaml_file) == {"run_dir": "runs/chosen"}

@@ -69,9 +69,16 @@ def bench(data, checkpoints, methods, metrics, exposures, max_side, expert, metr
         click.echo(f"evaluating run {run}" if run else "no trained run in runs/: comparing training-free methods only (train with `fusionkit train`)", err=True)
     if methods is None:
         from .. import available
+        from ..plugins import get_registry
 
+        # A name two plugins claim cannot be built: skipped with a warning, so the others still compare.
+        claimed_twice = sorted(name for _, name in get_registry().conflicts("method"))
+        for name in claimed_twice:
+            click.echo(f"warning: method {name} is registered by more than one plugin and is skipped "
+                       "(`fusionkit plugins --kind method` shows which)", err=True)
         # Methods that optimise each image (mef_opt) take seconds a pair: only when named.
-        names = [c.name for c in available("method") if not getattr(c.factory, "optimises_per_image", False)]
+        names = [c.name for c in available("method")
+                 if c.name not in claimed_twice and not getattr(c.factory, "optimises_per_image", False)]
     else:
         names = [m.strip() for m in methods.split(",") if m.strip()]
     if not paths and not names:

@@ -136,7 +136,8 @@ POSITIVE_OR_PRESET = ("width", "num_blocks", "max_side")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Options from a YAML (.yaml/.yml) or TOML (.toml) file, or JSON (a saved run's config.json)."""
+    """Options from a YAML (.yaml/.yml) or TOML (.toml) file, or JSON (a saved run's config.json, whose
+    ``run_dir`` is dropped: it names the run it came from, which a new run must not reuse)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -159,6 +160,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise FusionkitError(f"{param('config_file')}: {path} is not valid: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise FusionkitError(f"{param('config_file')}: {path} must hold a mapping of option names to values")
+    if path.suffix == ".json":
+        data.pop("run_dir", None)
     return {key.replace("-", "_"): value for key, value in data.items()}
 
 
