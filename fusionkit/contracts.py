@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, NamedTuple, Protocol, Sequence
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch import Tensor
 
 #: The default of a member that has none: the component must have it.
@@ -97,6 +98,24 @@ class Method(Protocol):
     optimises_per_image: ClassVar[bool] = False
 
     def forward(self, exposures: Tensor, reference: Tensor | None = None) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """What an ``align`` component finds: ``homographies`` (K, 3, 3) float64, each mapping the reference's pixel
+    coordinates (x right, y down, pixel centres at integers) to that exposure's, exactly the identity for the
+    reference and for exposures already aligned; ``reliable`` False, with a one-line ``note`` saying why, when
+    the estimate should not be used."""
+
+    homographies: np.ndarray
+    reliable: bool = True
+    note: str = ""
+
+
+class Align(Protocol):
+    """Exposures (K, 3, H, W) in [0, 1] of one size, in any order, and the index of the reference -> an ``Alignment``."""
+
+    def __call__(self, exposures: Tensor, reference: int) -> Alignment: ...
 
 
 class Dataset(Protocol):
@@ -227,6 +246,7 @@ CONTRACTS: dict[str, Contract] = {
     "student": Contract(Student, "factory(**options)", required_when={"fuse": ("produces", "weights")}),
     "teacher": Contract(Teacher, "factory(**options)"),
     "method": Contract(Method, "factory(**options)"),
+    "align": Contract(Align, "factory(**options)", module=False),
     "dataset": Contract(Dataset, "factory(root, split, **options)", module=False),
     "metric": Contract(Metric, "factory(**options)", module=False),
     "loss": Contract(Loss, "factory(**options)", required_when={"note": ("available", False)}),

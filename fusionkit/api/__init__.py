@@ -9,6 +9,8 @@ the cli; nothing in fusionkit imports it. tests/test_architecture.py enforces bo
 from .. import KINDS, Component, available, component, create, hookimpl
 from ..colour import GRAY, gray
 from ..contracts import (
+    Align,
+    Alignment,
     Attention,
     Backbone,
     BackboneOutput,
@@ -62,8 +64,8 @@ __all__ = [
     "ComponentConflictError", "ComponentOptionError", "ContractError", "DatasetLayoutError", "FusionkitError",
     "FusionkitWarning", "UnknownComponentError", "param",
     # contracts, one per kind
-    "Attention", "Backbone", "BackboneOutput", "Dataset", "DistillLoss", "FusionHead", "Loss", "Method", "Metric",
-    "Pretrained", "Recipe", "Student", "Teacher",
+    "Align", "Alignment", "Attention", "Backbone", "BackboneOutput", "Dataset", "DistillLoss", "FusionHead", "Loss",
+    "Method", "Metric", "Pretrained", "Recipe", "Student", "Teacher",
     # building blocks: networks and blends
     "FusionNet", "WeightBlend", "GRAY", "gray", "mertens_weights", "pyramid_blend", "blend_rows", "WholeImagePool",
     "upsample_like", "fit_within",
