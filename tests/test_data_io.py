@@ -111,7 +111,7 @@ def test_missing_file_names_it(tmp_path):
 
 @pytest.mark.parametrize(
     "name, bits, expected",
-    [("a.jpg", 16, "JPEG is 8-bit only"), ("a.bmp", 8, "use one of"), ("a.png", 12, "bits must be 8 or 16")],
+    [("a.jpg", 16, "JPEG is 8-bit only"), ("a.bmp", 8, "use one of"), ("a.png", 12, "bits must be 8, 16 or 32")],
 )
 def test_write_rejects_what_it_cannot_write(tmp_path, name, bits, expected):
     with pytest.raises(ImageFileError) as exc:
