@@ -1,9 +1,15 @@
-"""Fuse image files with a trained student or a training-free method (``fusionkit fuse``)."""
+"""Fuse image files with a trained student or a training-free method (``fusionkit fuse``).
+
+One bracket goes read -> fuse -> write through :func:`fuse_bracket` with an already built :class:`Fuser`, for a
+single ``fuse`` as for every bracket of a folder (:mod:`.batch`); the steps between reading and fusing belong in
+:func:`fuse_exposures`, so both get them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -23,11 +29,53 @@ DEFAULT_WORK_SIZE = 512
 GPU_TILE_BATCH = 8  # tiles per batch on a GPU: small tiles alone leave it mostly idle
 
 
-def read_exposures(paths: list[Path]) -> torch.Tensor:
-    """Read the exposures to fuse into (1, K, 3, H, W): at least two, of one size."""
-    if len(paths) < 2:
-        raise FusionkitError("fuse needs at least two exposures of the same scene")
-    return read_stack(paths)
+@dataclass(frozen=True)
+class FuserOptions:
+    """What to fuse with and how: picklable and hashable, so worker processes build the same Fuser once each.
+
+    ``checkpoint`` or ``method`` (neither: the latest trained run's student, else the shipped one); ``work_size``
+    None runs a student at full resolution; ``tile_batch`` None: :func:`default_tile_batch` for the device.
+    """
+
+    checkpoint: Path | None = None
+    method: str | None = None
+    tile: int | None = None
+    overlap: int = 64
+    tile_batch: int | None = None
+    work_size: int | None = DEFAULT_WORK_SIZE
+    precision: str = "auto"
+    threads: int | None = None
+    device: str = "auto"
+
+    def check(self) -> None:
+        """Refuse options no fuser can use, before anything is loaded."""
+        if self.checkpoint is not None and self.method is not None:
+            raise FusionkitError(f"give {param('checkpoint')} or {param('method')}, not both")
+        if self.method is not None and self.tile is not None:
+            raise FusionkitError(f"{param('tile')} applies to a student checkpoint; {param('method')} {self.method} fuses the whole image at once")
+        if self.work_size is not None and self.work_size < 16:
+            raise FusionkitError(f"{param('work_size')} {self.work_size}: give 16 pixels or more, or 0 for full resolution")
+        if self.precision not in PRECISIONS:
+            raise FusionkitError(f"{param('precision')} {self.precision}: use one of {', '.join(PRECISIONS)}")
+        if self.tile_batch is not None and self.tile_batch < 1:
+            raise FusionkitError(f"{param('tile_batch')} {self.tile_batch}: give 1 or more tiles")
+
+    def build(self) -> tuple[Fuser, torch.device]:
+        """The Fuser these options name, on its device (threads set for this process), and that device."""
+        self.check()
+        set_threads(self.threads)
+        device = pick_device(self.device)
+        options = {"work_size": self.work_size, "tile": self.tile, "overlap": self.overlap,
+                   "tile_batch": self.tile_batch or default_tile_batch(device), "precision": self.precision}
+        if self.method is not None:
+            fuser = Fuser.from_method(self.method, **options)
+            if fuser.oracle:
+                raise FusionkitError(f"{param('method')} {self.method} is an oracle that needs the ground truth; it cannot fuse new photos")
+        else:
+            fuser = Fuser.from_checkpoint(self.checkpoint, **options) if self.checkpoint is not None else Fuser.default(**options)
+            if fuser.role != "student":
+                raise FusionkitError(f"{param('checkpoint')} {self.checkpoint}: holds a {fuser.role}, fuse needs a student")
+        return fuser.to(device), device
 
 
 def fuse_files(
@@ -44,31 +92,38 @@ def fuse_files(
     tiles run ``tile_batch`` at a time (``None``: :func:`default_tile_batch` for the device).
     """
     inputs, output = [Path(p) for p in inputs], Path(output)
-    check_request(inputs, output, checkpoint=checkpoint, method=method, tile=tile, bits=bits)
-    if work_size is not None and work_size < 16:
-        raise FusionkitError(f"{param('work_size')} {work_size}: give 16 pixels or more, or 0 for full resolution")
-    if precision not in PRECISIONS:
-        raise FusionkitError(f"{param('precision')} {precision}: use one of {', '.join(PRECISIONS)}")
-    if tile_batch is not None and tile_batch < 1:
-        raise FusionkitError(f"{param('tile_batch')} {tile_batch}: give 1 or more tiles")
-    set_threads(threads)
-    dev = pick_device(device)
-    options = {"work_size": work_size, "tile": tile, "overlap": overlap, "tile_batch": tile_batch or default_tile_batch(dev),
-               "precision": precision}
-    if method is not None:
-        fuser = Fuser.from_method(method, **options)
-        if fuser.oracle:
-            raise FusionkitError(f"{param('method')} {method} is an oracle that needs the ground truth; it cannot fuse new photos")
-    else:
-        fuser = Fuser.from_checkpoint(checkpoint, **options) if checkpoint is not None else Fuser.default(**options)
-        if fuser.role != "student":
-            raise FusionkitError(f"{param('checkpoint')} {checkpoint}: holds a {fuser.role}, fuse needs a student")
-        if fuser.num_inputs not in (None, len(inputs)):
-            raise FusionkitError(f"{fuser.source} fuses {fuser.num_inputs} exposures, got {len(inputs)}: give {fuser.num_inputs} photos")
-    exposures = read_exposures(inputs)
-    with torch.inference_mode(), out_of_memory_hint(exposures, dev, method, tile):
-        fused = fuser.to(dev)(exposures.to(dev))
+    options = FuserOptions(checkpoint=checkpoint, method=method, tile=tile, overlap=overlap, tile_batch=tile_batch,
+                           work_size=work_size, precision=precision, threads=threads, device=device)
+    options.check()
+    check_output(inputs, output, bits)
+    fuser, dev = options.build()
+    return fuse_bracket(fuser, inputs, output, device=dev, bits=bits)
+
+
+def fuse_bracket(fuser: Fuser, inputs: list[Path], output: Path, *, device: torch.device, bits: int = 8) -> Path:
+    """One bracket's files fused into ``output`` (written atomically): read, then :func:`fuse_exposures`."""
+    return fuse_exposures(fuser, read_bracket(fuser, inputs), output, device=device, bits=bits)
+
+
+def read_bracket(fuser: Fuser, inputs: list[Path]) -> torch.Tensor:
+    """The bracket's photos as (1, K, 3, H, W), once it is known ``fuser`` can take that many."""
+    if fuser.num_inputs not in (None, len(inputs)):
+        raise FusionkitError(f"{fuser.source} fuses {fuser.num_inputs} exposures, got {len(inputs)}: give {fuser.num_inputs} photos")
+    return read_exposures(inputs)
+
+
+def fuse_exposures(fuser: Fuser, exposures: torch.Tensor, output: Path, *, device: torch.device, bits: int = 8) -> Path:
+    """Read exposures (1, K, 3, H, W) fused on ``device`` and written to ``output`` atomically."""
+    with torch.inference_mode(), out_of_memory_hint(exposures, device, fuser):
+        fused = fuser(exposures.to(device))
     return write_image(output, fused[0].cpu(), bits=bits)
+
+
+def read_exposures(paths: list[Path]) -> torch.Tensor:
+    """Read the exposures to fuse into (1, K, 3, H, W): at least two, of one size."""
+    if len(paths) < 2:
+        raise FusionkitError("fuse needs at least two exposures of the same scene")
+    return read_stack(paths)
 
 
 def default_tile_batch(device: torch.device) -> int:
@@ -76,22 +131,16 @@ def default_tile_batch(device: torch.device) -> int:
     return GPU_TILE_BATCH if device.type == "cuda" else 1
 
 
-def check_request(
-    inputs: list[Path], output: Path, *, checkpoint: Path | None, method: str | None, tile: int | None, bits: int,
-) -> None:
-    """Refuse, before any work, what could only fail at the end or overwrite a photo being fused."""
-    if checkpoint is not None and method is not None:
-        raise FusionkitError(f"give {param('checkpoint')} or {param('method')}, not both")
-    if method is not None and tile is not None:
-        raise FusionkitError(f"{param('tile')} applies to a student checkpoint; {param('method')} {method} fuses the whole image at once")
+def check_output(inputs: list[Path], output: Path, bits: int) -> None:
+    """Refuse, before any work, an output that could only fail at the end or would overwrite a photo being fused."""
     suffix = output.suffix.lower()
     if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
-        raise FusionkitError(f"-o {output}: use a .png, .jpg or .tif file name")
+        raise FusionkitError(f"{param('output')} {output}: use a .png, .jpg or .tif file name")
     if bits == 16 and suffix in (".jpg", ".jpeg"):
         raise FusionkitError(f"{param('output')} {output}: JPEG is 8-bit only; use .png or .tif with {param('bits')} 16")
     for path in inputs:
         if same_file(path, output):
-            raise FusionkitError(f"-o {output} is the input {path}; fusing would overwrite it, give another file name")
+            raise FusionkitError(f"{param('output')} {output} is the input {path}; fusing would overwrite it, give another file name")
     check_writable(output, param("output"))
 
 
@@ -104,7 +153,7 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
-def out_of_memory_hint(exposures: torch.Tensor, device: torch.device, method: str | None, tile: int | None) -> Iterator[None]:
+def out_of_memory_hint(exposures: torch.Tensor, device: torch.device, fuser: Fuser) -> Iterator[None]:
     """Turn running out of memory into a one-line error giving the photos' size and what to try instead."""
     try:
         yield
@@ -112,10 +161,10 @@ def out_of_memory_hint(exposures: torch.Tensor, device: torch.device, method: st
         if not is_out_of_memory(exc):
             raise
         height, width = exposures.shape[-2:]
-        if method is not None:
-            hint = f"{param('method')} {method} cannot tile; fuse a smaller photo, or use a student checkpoint with {param('tile')} 512"
-        elif tile is not None:
-            hint = f"try a smaller {param('tile')} than {tile}"
+        if fuser.role == "method":
+            hint = f"{param('method')} {fuser.label} cannot tile; fuse a smaller photo, or use a student checkpoint with {param('tile')} 512"
+        elif fuser.tile is not None:
+            hint = f"try a smaller {param('tile')} than {fuser.tile}"
         else:
             hint = f"try {param('tile')} 512 to fuse it in pieces"
         raise FusionkitError(f"out of memory on {device} fusing {width}x{height} photos; {hint}") from None
