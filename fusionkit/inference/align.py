@@ -20,13 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import create
-from ..colour import luma
 from ..errors import FusionkitError, param
+from .deghost import best_exposed
 
-#: The reference is chosen on a copy with at most this long a side.
-CHOOSE_SIZE = 512
-#: A pixel is clipped where its luma is at most LOW or a channel at least HIGH.
-LOW, HIGH = 0.02, 0.98
 #: Rows of the aligned image resampled at a time, bounding the sampling grid's memory.
 STRIP_ROWS = 256
 
@@ -72,16 +68,6 @@ def align_exposures(
     box = common_box(homographies, tuple(stack.shape[-2:]))
     aligned = torch.stack([warp(image, homography, box) for image, homography in zip(stack, homographies)])
     return AlignResult(aligned.unsqueeze(0), homographies, box, reference, fell_back, found.note)
-
-
-def best_exposed(stack: Tensor) -> int:
-    """Index of the exposure (K, 3, H, W) with the fewest clipped pixels, ties going to the mean luma nearest mid-grey."""
-    scale = CHOOSE_SIZE / max(stack.shape[-2:])
-    small = F.interpolate(stack.float(), scale_factor=scale, mode="area") if scale < 1 else stack.float()
-    grey = luma(small)
-    clipped = ((grey <= LOW) | (small.amax(dim=1) >= HIGH)).float().mean(dim=(1, 2))
-    distance = (grey.mean(dim=(1, 2)) - 0.5).abs()
-    return min(range(len(stack)), key=lambda k: (clipped[k].item(), distance[k].item()))
 
 
 def describe(homography: np.ndarray, shape: tuple[int, int]) -> str:
