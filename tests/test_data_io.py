@@ -109,6 +109,21 @@ def test_missing_file_names_it(tmp_path):
     assert "not found" in _one_line_naming(exc, "nope.png")
 
 
+def test_running_out_of_memory_while_decoding_says_so_and_does_not_blame_the_file(tmp_path, monkeypatch):
+    import fusionkit.data.io as io
+
+    iio.imwrite(tmp_path / "big.png", np.zeros((48, 80, 3), dtype=np.uint8))
+
+    def exhausted(path):
+        raise MemoryError()
+
+    monkeypatch.setattr(io, "_decode", exhausted)
+    with pytest.raises(ImageFileError) as exc:
+        read_image(tmp_path / "big.png")
+    message = _one_line_naming(exc, "big.png")
+    assert "out of memory decoding" in message and "80x48" in message and "cannot read" not in message
+
+
 @pytest.mark.parametrize(
     "name, bits, expected",
     [("a.jpg", 16, "JPEG is 8-bit only"), ("a.bmp", 8, "use one of"), ("a.png", 12, "bits must be 8, 16 or 32")],

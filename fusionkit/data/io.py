@@ -75,6 +75,9 @@ def decode_pixels(path: Path) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise ImageFileError(f"image file not found: {path}") from None
+    except MemoryError:
+        raise ImageFileError(f"out of memory decoding {path} ({_size_text(path)}): the file is fine; free memory, "
+                             "or fuse fewer or smaller photos at a time") from None
     except Exception as exc:  # imageio and its plugins raise many types for bad data
         raise ImageFileError(f"cannot read image {path}: {_reason(exc)}") from None
 
@@ -162,6 +165,15 @@ def _declared_size(path: Path) -> tuple[int, int, int]:
     with Image.open(path) as image:
         animated = image.format == "GIF" or image.custom_mimetype == "image/apng"  # imageio decodes all their frames
         return image.width, image.height, image.n_frames if animated else 1
+
+
+def _size_text(path: Path) -> str:
+    """``WxH`` as the file's header declares it, for a message; ``size unknown`` where the header cannot say."""
+    try:
+        width, height, _ = _declared_size(path)
+    except Exception:  # only ever used while reporting another failure
+        return "size unknown"
+    return f"{width}x{height}"
 
 
 def _decode(path: Path) -> np.ndarray:
