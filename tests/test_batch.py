@@ -45,7 +45,8 @@ def folder(tmp_path) -> Path:
 
 
 def fuse(*args: str):
-    return CliRunner().invoke(cli, ["fuse", *map(str, args)])
+    """``fusionkit fuse``; the 64x48 photos have too little detail to align by, so alignment is off."""
+    return CliRunner().invoke(cli, ["fuse", *map(str, args), "--align", "none"])
 
 
 def summary_of(result) -> str:
@@ -212,7 +213,7 @@ def test_a_batch_killed_after_its_first_output_is_finished_by_a_rerun(folder, tm
     )
     out = tmp_path / "out"
     out.mkdir()
-    process = subprocess.Popen([sys.executable, "-c", script, "fuse", str(folder), "-o", str(out), "--method", "mertens"],
+    process = subprocess.Popen([sys.executable, "-c", script, "fuse", str(folder), "--align", "none", "-o", str(out), "--method", "mertens"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (out / "alpha.jpg").exists() and process.poll() is None and time.monotonic() < deadline:

@@ -116,13 +116,14 @@ def spies(monkeypatch) -> list[str]:
     import fusionkit.inference.fuse as fuse_module
 
     calls = []
-    for module, name in ((fuse_module, "read_exposures"), (bench_module, "run_bench")):
+    for module, name in ((fuse_module, "read_prepared"), (bench_module, "run_bench")):
         original = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name, **k: calls.append(_n) or _o(*a, **k))
     return calls
 
 
-FUSE = ["fuse", "under.jpg", "over.jpg"]
+#: The photos are flat ramps with nothing to align by: alignment would only warn.
+FUSE = ["fuse", "under.jpg", "over.jpg", "--align", "none"]
 BENCH = ["bench", "--checkpoint", "runs/tiny", "--methods", "", "--no-speed", "--max-scenes", "1"]
 TRAIN = ["train", "--run-dir", "r", *TINY_ARGS]
 
@@ -386,10 +387,10 @@ def test_sigint_during_fuse_exits_130_with_one_line(work):
         "import sys, time\n"
         "import fusionkit.inference.fuse as f\n"
         "from fusionkit.cli.main import main\n"
-        "def slow(paths):\n"
+        "def slow(paths, steps):\n"
         "    print('reading', file=sys.stderr, flush=True)\n"
         "    time.sleep(60)\n"
-        "f.read_exposures = slow\n"
+        "f.read_prepared = slow\n"
         "main(sys.argv[1:])\n"
     )
     env = {**os.environ, "FUSIONKIT_LOAD_PLUGINS": "classic"}

@@ -19,6 +19,7 @@ from PIL.TiffImagePlugin import IFDRational
 from fusionkit.data.errors import ImageFileError
 from fusionkit.data.exif import capture_time, exposure_value, order_by_exposure
 from fusionkit.data.io import is_image_file, is_raw_file, read_image, write_image
+from tests.camera_files import dng, jpeg_with_exif
 
 needs_opencv = pytest.mark.skipif(importlib.util.find_spec("cv2") is None, reason="16-bit colour PNG needs OpenCV")
 needs_rawpy = pytest.mark.skipif(importlib.util.find_spec("rawpy") is None, reason="RAW files need rawpy")
@@ -123,30 +124,21 @@ def test_rotated_16bit_colour_png_reads_upright(tmp_path):
     assert image[:, :20].mean() > 0.9 and image[:, 20:].mean() < 0.1  # the white half is now on top
 
 
-def _jpeg_with_exif(path, *, time=None, f_number=None, iso=None, bias=None, taken=None, subseconds=None):
-    exif = Image.Exif()
-    shot = exif.get_ifd(0x8769)
-    values = {0x829A: time, 0x829D: f_number, 0x8827: iso, 0x9204: bias, 0x9003: taken, 0x9291: subseconds}
-    shot.update({tag: value for tag, value in values.items() if value is not None})
-    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(path, exif=exif)
-    return path
-
-
 def test_exposure_value_and_capture_time_from_jpeg_exif(tmp_path):
-    path = _jpeg_with_exif(tmp_path / "a.jpg", time=IFDRational(1, 100), f_number=IFDRational(8, 1), iso=200,
+    path = jpeg_with_exif(tmp_path / "a.jpg", time=IFDRational(1, 100), f_number=IFDRational(8, 1), iso=200,
                            taken="2024:05:06 07:08:09", subseconds="25")
     assert exposure_value(path) == pytest.approx(math.log2(0.01 * 200 / 8**2))
     assert capture_time(path) == pytest.approx(1714979289.25)  # 2024-05-06 07:08:09.25, the clock read as UTC
 
 
 def test_unrecorded_metadata_is_none(tmp_path):
-    bare = _jpeg_with_exif(tmp_path / "bare.jpg")
+    bare = jpeg_with_exif(tmp_path / "bare.jpg")
     assert exposure_value(bare) is None and capture_time(bare) is None
     Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
     assert exposure_value(tmp_path / "plain.png") is None
-    broken = _jpeg_with_exif(tmp_path / "broken.jpg", time=IFDRational(1, 0), taken="0000:00:00 00:00:00")
+    broken = jpeg_with_exif(tmp_path / "broken.jpg", time=IFDRational(1, 0), taken="0000:00:00 00:00:00")
     assert exposure_value(broken) is None and capture_time(broken) is None
-    assert exposure_value(_jpeg_with_exif(tmp_path / "bias.jpg", bias=IFDRational(-2, 1))) == -2
+    assert exposure_value(jpeg_with_exif(tmp_path / "bias.jpg", bias=IFDRational(-2, 1))) == -2
 
 
 def test_exposure_of_a_missing_file_names_it(tmp_path):
@@ -157,17 +149,17 @@ def test_exposure_of_a_missing_file_names_it(tmp_path):
 
 def test_bracket_is_ordered_darkest_first_by_exif(tmp_path):
     times = {"a.jpg": IFDRational(1, 30), "b.jpg": IFDRational(1, 500), "c.jpg": IFDRational(1, 125)}
-    paths = [_jpeg_with_exif(tmp_path / name, time=t, f_number=IFDRational(4, 1), iso=100) for name, t in times.items()]
+    paths = [jpeg_with_exif(tmp_path / name, time=t, f_number=IFDRational(4, 1), iso=100) for name, t in times.items()]
     assert [p.name for p in order_by_exposure(paths)] == ["b.jpg", "c.jpg", "a.jpg"]
-    higher_iso = _jpeg_with_exif(tmp_path / "d.jpg", time=IFDRational(1, 500), f_number=IFDRational(4, 1), iso=400)
+    higher_iso = jpeg_with_exif(tmp_path / "d.jpg", time=IFDRational(1, 500), f_number=IFDRational(4, 1), iso=400)
     assert [p.name for p in order_by_exposure([higher_iso, paths[1]])] == ["b.jpg", "d.jpg"]
 
 
 def test_exif_order_gives_way_when_it_cannot_tell(tmp_path):
-    full = _jpeg_with_exif(tmp_path / "full.jpg", time=IFDRational(1, 100), f_number=IFDRational(4, 1), iso=100)
-    bare = _jpeg_with_exif(tmp_path / "bare.jpg")
-    no_iso = _jpeg_with_exif(tmp_path / "no_iso.jpg", time=IFDRational(1, 10), f_number=IFDRational(4, 1))
-    twin = _jpeg_with_exif(tmp_path / "twin.jpg", time=IFDRational(1, 100), f_number=IFDRational(4, 1), iso=100)
+    full = jpeg_with_exif(tmp_path / "full.jpg", time=IFDRational(1, 100), f_number=IFDRational(4, 1), iso=100)
+    bare = jpeg_with_exif(tmp_path / "bare.jpg")
+    no_iso = jpeg_with_exif(tmp_path / "no_iso.jpg", time=IFDRational(1, 10), f_number=IFDRational(4, 1))
+    twin = jpeg_with_exif(tmp_path / "twin.jpg", time=IFDRational(1, 100), f_number=IFDRational(4, 1), iso=100)
     assert order_by_exposure([full, bare]) is None  # one file records nothing
     assert order_by_exposure([full, no_iso]) is None  # different terms: not comparable
     assert order_by_exposure([full, twin]) is None  # a tie
@@ -189,42 +181,18 @@ def test_raw_without_rawpy_says_how_to_get_it(tmp_path, monkeypatch):
     assert exposure_value(tmp_path / "shot.nef") is None
 
 
-def _dng(path, level: int, orientation: int = 1, height: int = 64, width: int = 96):
-    """A minimal DNG LibRaw develops: one 16-bit RGGB Bayer plane at about ``level`` of 65535, with its shot tags."""
-    cfa = np.random.default_rng(0).integers(level, level + 50, (height, width)).astype(np.uint16)
-    tags = [
-        (271, "s", 0, "Fusionkit", True),  # Make
-        (272, "s", 0, "Test", True),  # Model
-        (274, "H", 1, orientation, True),
-        (306, "s", 0, "2024:05:06 07:08:09", True),  # DateTime
-        (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
-        (33422, "B", 4, (0, 1, 1, 2), True),  # CFAPattern: R G / G B
-        (33434, "2I", 1, (1, 100), True),  # ExposureTime
-        (33437, "2I", 1, (8, 1), True),  # FNumber
-        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
-        (50708, "s", 0, "Fusionkit Test", True),  # UniqueCameraModel
-        (50714, "H", 1, 0, True),  # BlackLevel
-        (50717, "H", 1, 65535, True),  # WhiteLevel
-        (50721, "2i", 9, (1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 1, 1), True),  # ColorMatrix1: identity
-        (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),  # AsShotNeutral
-        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
-    ]
-    tifffile.imwrite(path, cfa, photometric=32803, subfiletype=0, software=False, extratags=tags)
-    return path
-
-
 @needs_rawpy
 def test_dng_is_developed_keeping_the_exposure_differences(tmp_path):
-    dark = read_image(_dng(tmp_path / "dark.dng", 4000))
-    bright = read_image(_dng(tmp_path / "bright.DNG", 20000))
+    dark = read_image(dng(tmp_path / "dark.dng", 4000))
+    bright = read_image(dng(tmp_path / "bright.DNG", 20000))
     assert dark.shape == bright.shape == (3, 64, 96)
     assert 0.1 < dark.mean() < 0.5 < bright.mean() < 0.9  # no automatic brightening evens them out
-    assert read_image(_dng(tmp_path / "turned.dng", 4000, orientation=6)).shape == (3, 96, 64)
+    assert read_image(dng(tmp_path / "turned.dng", 4000, orientation=6)).shape == (3, 96, 64)
 
 
 @needs_rawpy
 def test_raw_shot_metadata_and_pixel_limit(tmp_path, monkeypatch):
-    path = _dng(tmp_path / "shot.dng", 4000)
+    path = dng(tmp_path / "shot.dng", 4000)
     assert exposure_value(path) == pytest.approx(math.log2(0.01 / 8**2), abs=1e-6)  # no ISO recorded
     assert capture_time(path) == pytest.approx(1714979289)
     monkeypatch.setenv("FUSIONKIT_MAX_PIXELS", "1000")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import fusionkit
 from fusionkit.colour import luma
 from fusionkit.data.io import pixels_to_tensor, read_image, write_image
-from fusionkit.inference.fuse import read_exposures
+from fusionkit.data.stack import read_stack
 from fusionkit.inference.guided import guided_coefficients, guided_rows, guided_upsample
 from fusionkit.inference.pipeline import fuse_at_work_size, student_input
 from fusionkit.models import laplacian_blend
@@ -184,7 +184,7 @@ def test_pixels_are_converted_into_the_given_slot(array, tmp_path):
     assert torch.equal(slot[0], torch.full((3, 5, 7), -1.0))
 
 
-def test_read_exposures_decodes_every_file_in_order(tmp_path):
+def test_read_stack_decodes_every_file_in_order(tmp_path):
     """The parallel reader gives each file's pixels in its slot, in the order given."""
     generator = torch.Generator().manual_seed(2)
     paths = []
@@ -192,7 +192,7 @@ def test_read_exposures_decodes_every_file_in_order(tmp_path):
         path = tmp_path / f"e{k}.png"
         write_image(path, torch.rand(3, 19, 23, generator=generator))
         paths.append(path)
-    exposures = read_exposures(paths)
+    exposures = read_stack(paths)
     assert exposures.shape == (1, 4, 3, 19, 23)
     for k, path in enumerate(paths):
         assert torch.equal(exposures[0, k], read_image(path))

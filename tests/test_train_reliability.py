@@ -145,7 +145,7 @@ def test_a_damaged_recipe_is_one_line_naming_the_checkpoint(work, data, spies, s
     }[command]
     before = snapshot(work)
     assert_one_line_error(invoke(*args), str(Path("runs", "bad")))
-    assert snapshot(work) == before and "read_exposures" not in spies and steps == []
+    assert snapshot(work) == before and "read_prepared" not in spies and steps == []
 
 
 def test_a_truncated_training_state_is_one_line_on_resume(run, work, steps):
@@ -179,7 +179,7 @@ def test_weights_that_do_not_fit_their_recipe_are_one_line(work, data, spies, st
     before = snapshot(work)
     line = assert_one_line_error(invoke(*args), str(Path("runs", "misfit", "student.safetensors")))
     assert "do not fit" in line
-    assert snapshot(work) == before and "read_exposures" not in spies and steps == []
+    assert snapshot(work) == before and "read_prepared" not in spies and steps == []
 
 
 def test_fuse_refuses_another_number_of_photos_than_the_student_was_trained_on_before_reading_them(work, spies):

@@ -146,6 +146,8 @@ def plan(brackets: list[Bracket], out_dir: Path, image_format: str | None, bits:
         raise FusionkitError(f"{param('image_format')} {image_format}: use one of {', '.join(FORMATS)}")
     if image_format == "jpg" and bits > 8:
         raise FusionkitError(f"{param('image_format')} jpg: JPEG is 8-bit only; use png or tif with {param('bits')} {bits}")
+    if image_format == "png" and bits == 32:
+        raise FusionkitError(f"{param('image_format')} png: 32-bit float is written as TIFF only; use tif with {param('bits')} 32")
     if out_dir.exists() and not out_dir.is_dir():
         raise FusionkitError(f"{param('output')} {out_dir}: is a file, not a folder")
     if not out_dir.exists() and out_dir.suffix.lower() in _OWN_FORMAT:
@@ -161,9 +163,9 @@ def plan(brackets: list[Bracket], out_dir: Path, image_format: str | None, bits:
 
 
 def own_format(bracket: Bracket, bits: int) -> str:
-    """The format of the bracket's photos (TIFF for RAW files); PNG for JPEG photos fused to more than 8 bits."""
+    """The format of the bracket's photos (TIFF for RAW files and 32-bit float); PNG for JPEG photos fused to 16 bits."""
     first = bracket.exposures[0]
-    own = "tif" if is_raw_file(first) else _OWN_FORMAT[first.suffix.lower()]
+    own = "tif" if is_raw_file(first) or bits == 32 else _OWN_FORMAT[first.suffix.lower()]
     return "png" if own == "jpg" and bits > 8 else own
 
 
@@ -176,7 +178,7 @@ def fuse_in_turn(fuser: Fuser, device: torch.device, resolved: FuserOptions, bit
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionkit-read") as reader:
         def read_ahead(count: int) -> None:
             for job in islice(queue, max(0, count - len(reads))):
-                reads.append((job, reader.submit(read_bracket, fuser, job.bracket.exposures)))
+                reads.append((job, reader.submit(read_bracket, fuser, job.bracket.exposures, resolved.steps)))
 
         read_ahead(1)
         try:
@@ -212,7 +214,8 @@ def fuse_in_processes(options: FuserOptions, bits: int, todo: list[Job], workers
 def fuse_job(options: FuserOptions, bits: int, job: Job) -> str | None:
     """One job in a worker (a process or a Dask worker) with its process's Fuser; why it failed, or None."""
     fuser, device = process_fuser(options)
-    return attempt(lambda: fuse_bracket(fuser, job.bracket.exposures, job.output, device=device, bits=bits))
+    return attempt(lambda: fuse_bracket(fuser, job.bracket.exposures, job.output, device=device, bits=bits,
+                                               steps=options.steps))
 
 
 _built: dict[FuserOptions, tuple[Fuser, torch.device]] = {}

@@ -1,8 +1,8 @@
 """Fuse image files with a trained student or a training-free method (``fusionkit fuse``).
 
 One bracket goes read -> fuse -> write through :func:`fuse_bracket` with an already built :class:`Fuser`, for a
-single ``fuse`` as for every bracket of a folder (:mod:`.batch`); the steps between reading and fusing belong in
-:func:`fuse_exposures`, so both get them.
+single ``fuse`` as for every bracket of a folder (:mod:`.batch`); the steps between reading and fusing (order,
+alignment, deghosting) belong in :func:`read_bracket`, so both get them.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Iterator
 import torch
 
 from ..data.io import write_image
-from ..data.stack import read_stack
 from ..errors import FusionkitError, param
 from ..files import check_writable
 from .device import pick_device
 from .fuser import Fuser
 from .hardware import PRECISIONS, is_out_of_memory, set_threads
+from .prepare import BracketSteps, read_prepared
 
 
 #: Long side, in pixels, at which a weight-map student looks at the photos (see ``fuse_at_work_size``).
@@ -34,7 +34,8 @@ class FuserOptions:
     """What to fuse with and how: picklable and hashable, so worker processes build the same Fuser once each.
 
     ``checkpoint`` or ``method`` (neither: the latest trained run's student, else the shipped one); ``work_size``
-    None runs a student at full resolution; ``tile_batch`` None: :func:`default_tile_batch` for the device.
+    None runs a student at full resolution; ``tile_batch`` None: :func:`default_tile_batch` for the device;
+    ``steps``: what happens to each bracket before fusion.
     """
 
     checkpoint: Path | None = None
@@ -46,9 +47,11 @@ class FuserOptions:
     precision: str = "auto"
     threads: int | None = None
     device: str = "auto"
+    steps: BracketSteps = BracketSteps()
 
     def check(self) -> None:
         """Refuse options no fuser can use, before anything is loaded."""
+        self.steps.check()
         if self.checkpoint is not None and self.method is not None:
             raise FusionkitError(f"give {param('checkpoint')} or {param('method')}, not both")
         if self.method is not None and self.tile is not None:
@@ -82,34 +85,37 @@ def fuse_files(
     inputs: list[Path], output: Path, *, checkpoint: Path | None = None, method: str | None = None,
     tile: int | None = None, overlap: int = 64, bits: int = 8, device: str = "auto",
     work_size: int | None = DEFAULT_WORK_SIZE, precision: str = "auto", threads: int | None = None,
-    tile_batch: int | None = None,
+    tile_batch: int | None = None, steps: BracketSteps = BracketSteps(),
 ) -> Path:
     """Fuse ``inputs`` into ``output``; by default with the latest trained run's student.
 
     Everything that can be checked without the pixels is checked before the photos are read, and
-    ``output`` is written atomically, so a failed or interrupted call leaves no file changed.
+    ``output`` is written atomically, so a failed or interrupted call leaves no file changed. ``steps``: the
+    bracket's alignment and deghosting (see :class:`.prepare.BracketSteps`).
     A weight-map student runs at ``work_size`` (long side; ``None``: full resolution) unless tiled;
     tiles run ``tile_batch`` at a time (``None``: :func:`default_tile_batch` for the device).
     """
     inputs, output = [Path(p) for p in inputs], Path(output)
     options = FuserOptions(checkpoint=checkpoint, method=method, tile=tile, overlap=overlap, tile_batch=tile_batch,
-                           work_size=work_size, precision=precision, threads=threads, device=device)
+                           work_size=work_size, precision=precision, threads=threads, device=device, steps=steps)
     options.check()
     check_output(inputs, output, bits)
     fuser, dev = options.build()
-    return fuse_bracket(fuser, inputs, output, device=dev, bits=bits)
+    return fuse_bracket(fuser, inputs, output, device=dev, bits=bits, steps=steps)
 
 
-def fuse_bracket(fuser: Fuser, inputs: list[Path], output: Path, *, device: torch.device, bits: int = 8) -> Path:
-    """One bracket's files fused into ``output`` (written atomically): read, then :func:`fuse_exposures`."""
-    return fuse_exposures(fuser, read_bracket(fuser, inputs), output, device=device, bits=bits)
+def fuse_bracket(fuser: Fuser, inputs: list[Path], output: Path, *, device: torch.device, bits: int = 8,
+                 steps: BracketSteps = BracketSteps()) -> Path:
+    """One bracket's files fused into ``output`` (written atomically): :func:`read_bracket`, then :func:`fuse_exposures`."""
+    return fuse_exposures(fuser, read_bracket(fuser, inputs, steps), output, device=device, bits=bits)
 
 
-def read_bracket(fuser: Fuser, inputs: list[Path]) -> torch.Tensor:
-    """The bracket's photos as (1, K, 3, H, W), once it is known ``fuser`` can take that many."""
+def read_bracket(fuser: Fuser, inputs: list[Path], steps: BracketSteps = BracketSteps()) -> torch.Tensor:
+    """The bracket's photos as (1, K, 3, H, W), darkest first, aligned and deghosted as ``steps`` say, once it is
+    known ``fuser`` can take that many."""
     if fuser.num_inputs not in (None, len(inputs)):
         raise FusionkitError(f"{fuser.source} fuses {fuser.num_inputs} exposures, got {len(inputs)}: give {fuser.num_inputs} photos")
-    return read_exposures(inputs)
+    return read_prepared(inputs, steps)
 
 
 def fuse_exposures(fuser: Fuser, exposures: torch.Tensor, output: Path, *, device: torch.device, bits: int = 8) -> Path:
@@ -117,13 +123,6 @@ def fuse_exposures(fuser: Fuser, exposures: torch.Tensor, output: Path, *, devic
     with torch.inference_mode(), out_of_memory_hint(exposures, device, fuser):
         fused = fuser(exposures.to(device))
     return write_image(output, fused[0].cpu(), bits=bits)
-
-
-def read_exposures(paths: list[Path]) -> torch.Tensor:
-    """Read the exposures to fuse into (1, K, 3, H, W): at least two, of one size."""
-    if len(paths) < 2:
-        raise FusionkitError("fuse needs at least two exposures of the same scene")
-    return read_stack(paths)
 
 
 def default_tile_batch(device: torch.device) -> int:
@@ -138,6 +137,8 @@ def check_output(inputs: list[Path], output: Path, bits: int) -> None:
         raise FusionkitError(f"{param('output')} {output}: use a .png, .jpg or .tif file name")
     if bits == 16 and suffix in (".jpg", ".jpeg"):
         raise FusionkitError(f"{param('output')} {output}: JPEG is 8-bit only; use .png or .tif with {param('bits')} 16")
+    if bits == 32 and suffix not in (".tif", ".tiff"):
+        raise FusionkitError(f"{param('output')} {output}: 32-bit float is written as TIFF only; use .tif with {param('bits')} 32")
     for path in inputs:
         if same_file(path, output):
             raise FusionkitError(f"{param('output')} {output} is the input {path}; fusing would overwrite it, give another file name")

@@ -1,0 +1,97 @@
+"""The steps between reading a bracket and fusing it: its exposures put darkest first, aligned, deghosted.
+
+Models are trained on brackets darkest first, so the photos are ordered by their EXIF exposure where every file
+records one, else by mean brightness. Alignment and deghosting are :mod:`.align` and :mod:`.deghost`; what they
+did is reported one line at a time (a fallback always, the rest with ``verbose``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .. import available
+from ..colour import luma
+from ..data.exif import order_by_exposure
+from ..data.stack import read_stack
+from ..errors import FusionkitError, param
+from .align import align_exposures, describe
+from .deghost import deghost
+
+#: Alignment off.
+NO_ALIGN = "none"
+
+
+@dataclass(frozen=True)
+class BracketSteps:
+    """What happens to a bracket before fusion: the ``align`` component by name (``none``: none), ``deghost`` or
+    not, and ``verbose``: report the order, the transforms and the moving area, not only fallbacks."""
+
+    align: str = "homography"
+    deghost: bool = False
+    verbose: bool = False
+
+    def check(self) -> None:
+        """Refuse an alignment no plugin provides, before any photo is read (``none`` needs no plugin)."""
+        names = [component.name for component in available("align")]
+        if self.align != NO_ALIGN and self.align not in names:
+            raise FusionkitError(f"{param('align')} {self.align}: no such alignment; use one of {', '.join(sorted(names))}")
+
+
+def report_to_stderr(line: str) -> None:
+    """One line on stderr that leaves a progress bar intact."""
+    from tqdm import tqdm
+
+    tqdm.write(f"fusionkit: {line}", file=sys.stderr)
+
+
+def read_prepared(paths: list[Path], steps: BracketSteps = BracketSteps(), *,
+                  report: Callable[[str], None] = report_to_stderr) -> Tensor:
+    """The bracket's photos read as (1, K, 3, H, W) darkest first, aligned (and cropped to the area they all cover)
+    and deghosted as ``steps`` say; ``report`` gets what was done, one line each."""
+    if len(paths) < 2:
+        raise FusionkitError("fuse needs at least two exposures of the same scene")
+    by_exif = order_by_exposure(paths)
+    exposures = read_stack(by_exif or paths)
+    names = [path.name for path in by_exif or paths]
+    if by_exif is None:
+        order = darkest_first(exposures[0])
+        exposures, names = exposures[:, order], [names[k] for k in order]
+    say = report if steps.verbose else (lambda line: None)
+    say(f"order: {', '.join(names)} (by {'EXIF exposure' if by_exif else 'brightness'})")
+    if steps.align != NO_ALIGN:
+        exposures = aligned(exposures, names, steps.align, say, report)
+    if steps.deghost:
+        result = deghost(exposures)
+        exposures = result.exposures
+        moving = ", ".join(f"{name} {mask.mean().item():.1%}" for k, (name, mask) in enumerate(zip(names, result.masks))
+                           if k != result.reference)
+        say(f"deghost: moving content taken from {names[result.reference]}; replaced: {moving}")
+    return exposures
+
+
+def darkest_first(stack: Tensor) -> list[int]:
+    """Indices of the exposures (K, 3, H, W) by mean luma, darkest first (on every 8th pixel: the order is coarse)."""
+    brightness = luma(stack[:, :, ::8, ::8].float()).mean(dim=(1, 2))
+    return torch.argsort(brightness, stable=True).tolist()
+
+
+def aligned(exposures: Tensor, names: list[str], name: str, say: Callable[[str], None],
+            report: Callable[[str], None]) -> Tensor:
+    """``exposures`` aligned by component ``name``; a fallback to none is always reported, the rest through ``say``."""
+    result = align_exposures(exposures, name)
+    if result.fell_back:
+        report(f"warning: align {name} of {', '.join(names)}: {result.note or 'unreliable estimate'}; fusing them unaligned")
+        return result.exposures
+    shape = tuple(exposures.shape[-2:])
+    for k, (file, homography) in enumerate(zip(names, result.homographies)):
+        say(f"align {name}: {file}: {'reference' if k == result.reference else describe(homography, shape)}")
+    top, left, bottom, right = result.box
+    if (bottom - top, right - left) != shape:
+        say(f"align {name}: cropped to {right - left}x{bottom - top} of {shape[1]}x{shape[0]}, the area every exposure covers")
+    return result.exposures
