@@ -43,17 +43,26 @@ class BracketSteps:
             raise FusionkitError(f"{param('align')} {self.align}: no such alignment; use one of {', '.join(sorted(names))}")
 
 
-def report_to_stderr(line: str) -> None:
-    """One line on stderr that leaves a progress bar intact."""
+def tell(line: str) -> None:
+    """What was done, as a ``fusionkit: ...`` line on stderr that leaves a progress bar intact."""
+    _stderr(f"fusionkit: {line}")
+
+
+def warn(line: str) -> None:
+    """What the user should know, as a ``warning: ...`` line on stderr (the command line's form of a warning)."""
+    _stderr(f"warning: {line}")
+
+
+def _stderr(line: str) -> None:
     from tqdm import tqdm
 
-    tqdm.write(f"fusionkit: {line}", file=sys.stderr)
+    tqdm.write(line, file=sys.stderr)
 
 
 def read_prepared(paths: list[Path], steps: BracketSteps = BracketSteps(), *,
-                  report: Callable[[str], None] = report_to_stderr) -> Tensor:
+                  report: Callable[[str], None] = tell, warning: Callable[[str], None] = warn) -> Tensor:
     """The bracket's photos read as (1, K, 3, H, W) darkest first, aligned (and cropped to the area they all cover)
-    and deghosted as ``steps`` say; ``report`` gets what was done, one line each."""
+    and deghosted as ``steps`` say; ``report`` gets what was done (with ``steps.verbose``), ``warning`` a fallback."""
     if len(paths) < 2:
         raise FusionkitError("fuse needs at least two exposures of the same scene")
     by_exif = order_by_exposure(paths)
@@ -65,7 +74,7 @@ def read_prepared(paths: list[Path], steps: BracketSteps = BracketSteps(), *,
     say = report if steps.verbose else (lambda line: None)
     say(f"order: {', '.join(names)} (by {'EXIF exposure' if by_exif else 'brightness'})")
     if steps.align != NO_ALIGN:
-        exposures = aligned(exposures, names, steps.align, say, report)
+        exposures = aligned(exposures, names, steps.align, say, warning)
     if steps.deghost:
         result = deghost(exposures)
         exposures = result.exposures
@@ -82,11 +91,11 @@ def darkest_first(stack: Tensor) -> list[int]:
 
 
 def aligned(exposures: Tensor, names: list[str], name: str, say: Callable[[str], None],
-            report: Callable[[str], None]) -> Tensor:
+            warning: Callable[[str], None]) -> Tensor:
     """``exposures`` aligned by component ``name``; a fallback to none is always reported, the rest through ``say``."""
     result = align_exposures(exposures, name)
     if result.fell_back:
-        report(f"warning: align {name} of {', '.join(names)}: {result.note or 'unreliable estimate'}; fusing them unaligned")
+        warning(f"align {name} of {', '.join(names)}: {result.note or 'unreliable estimate'}; fusing them unaligned")
         return result.exposures
     shape = tuple(exposures.shape[-2:])
     for k, (file, homography) in enumerate(zip(names, result.homographies)):
