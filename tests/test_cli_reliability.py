@@ -387,7 +387,7 @@ def test_sigint_during_fuse_exits_130_with_one_line(work):
         "import sys, time\n"
         "import fusionkit.inference.fuse as f\n"
         "from fusionkit.cli.main import main\n"
-        "def slow(paths, steps):\n"
+        "def slow(paths, steps, **options):\n"
         "    print('reading', file=sys.stderr, flush=True)\n"
         "    time.sleep(60)\n"
         "f.read_prepared = slow\n"

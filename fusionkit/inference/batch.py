@@ -178,7 +178,7 @@ def fuse_in_turn(fuser: Fuser, device: torch.device, resolved: FuserOptions, bit
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionkit-read") as reader:
         def read_ahead(count: int) -> None:
             for job in islice(queue, max(0, count - len(reads))):
-                reads.append((job, reader.submit(read_bracket, fuser, job.bracket.exposures, resolved.steps)))
+                reads.append((job, reader.submit(read_bracket, fuser, job.bracket.exposures, resolved.steps, job.bracket.name)))
 
         read_ahead(1)
         try:
@@ -215,7 +215,7 @@ def fuse_job(options: FuserOptions, bits: int, job: Job) -> str | None:
     """One job in a worker (a process or a Dask worker) with its process's Fuser; why it failed, or None."""
     fuser, device = process_fuser(options)
     return attempt(lambda: fuse_bracket(fuser, job.bracket.exposures, job.output, device=device, bits=bits,
-                                               steps=options.steps))
+                                               steps=options.steps, label=job.bracket.name))
 
 
 _built: dict[FuserOptions, tuple[Fuser, torch.device]] = {}

@@ -105,17 +105,17 @@ def fuse_files(
 
 
 def fuse_bracket(fuser: Fuser, inputs: list[Path], output: Path, *, device: torch.device, bits: int = 8,
-                 steps: BracketSteps = BracketSteps()) -> Path:
+                 steps: BracketSteps = BracketSteps(), label: str | None = None) -> Path:
     """One bracket's files fused into ``output`` (written atomically): :func:`read_bracket`, then :func:`fuse_exposures`."""
-    return fuse_exposures(fuser, read_bracket(fuser, inputs, steps), output, device=device, bits=bits)
+    return fuse_exposures(fuser, read_bracket(fuser, inputs, steps, label), output, device=device, bits=bits)
 
 
-def read_bracket(fuser: Fuser, inputs: list[Path], steps: BracketSteps = BracketSteps()) -> torch.Tensor:
+def read_bracket(fuser: Fuser, inputs: list[Path], steps: BracketSteps = BracketSteps(), label: str | None = None) -> torch.Tensor:
     """The bracket's photos as (1, K, 3, H, W), darkest first, aligned and deghosted as ``steps`` say, once it is
-    known ``fuser`` can take that many."""
+    known ``fuser`` can take that many; what is reported starts with ``label`` where given."""
     if fuser.num_inputs not in (None, len(inputs)):
         raise FusionkitError(f"{fuser.source} fuses {fuser.num_inputs} exposures, got {len(inputs)}: give {fuser.num_inputs} photos")
-    return read_prepared(inputs, steps)
+    return read_prepared(inputs, steps, label=label)
 
 
 def fuse_exposures(fuser: Fuser, exposures: torch.Tensor, output: Path, *, device: torch.device, bits: int = 8) -> Path:

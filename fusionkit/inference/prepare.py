@@ -59,10 +59,13 @@ def _stderr(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def read_prepared(paths: list[Path], steps: BracketSteps = BracketSteps(), *,
+def read_prepared(paths: list[Path], steps: BracketSteps = BracketSteps(), *, label: str | None = None,
                   report: Callable[[str], None] = tell, warning: Callable[[str], None] = warn) -> Tensor:
     """The bracket's photos read as (1, K, 3, H, W) darkest first, aligned (and cropped to the area they all cover)
-    and deghosted as ``steps`` say; ``report`` gets what was done (with ``steps.verbose``), ``warning`` a fallback."""
+    and deghosted as ``steps`` say; ``report`` gets what was done (with ``steps.verbose``), ``warning`` a fallback,
+    each line starting with ``label`` (a bracket's name among many) where given."""
+    if label is not None:
+        report, warning = _labelled(report, label), _labelled(warning, label)
     if len(paths) < 2:
         raise FusionkitError("fuse needs at least two exposures of the same scene")
     by_exif = order_by_exposure(paths)
@@ -82,6 +85,11 @@ def read_prepared(paths: list[Path], steps: BracketSteps = BracketSteps(), *,
                            if k != result.reference)
         say(f"deghost: moving content taken from {names[result.reference]}; replaced: {moving}")
     return exposures
+
+
+def _labelled(say: Callable[[str], None], label: str) -> Callable[[str], None]:
+    """``say`` with each line starting ``label: ``."""
+    return lambda line: say(f"{label}: {line}")
 
 
 def darkest_first(stack: Tensor) -> list[int]:
