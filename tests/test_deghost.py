@@ -4,9 +4,7 @@ keeps its MEF-SSIM. Figures print with ``pytest -s``."""
 
 from __future__ import annotations
 
-import os
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +17,8 @@ from fusionkit.errors import FusionkitError, message_template, param
 from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
 from fusionkit.inference.deghost import deghost
 from fusionkit.inference.fuser import Fuser
+from tests.real_data import bracket, shared
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FUSIONKIT_SHARED_DATA") or REPO.parent / "shared" / "data")
-LONG_SIDE = 400
 OBJECT = 64
 #: Scenes of brackets/test, the reference deghost picks, and where the object goes (top-left corner as
 #: fractions of height and width) in the darkest, middle and brightest exposure: places the reference exposes well.
@@ -31,22 +27,6 @@ SCENES = {
     "pmef2-seq-26": (2, [(0.65, 0.05), (0.62, 0.45), (0.05, 0.75)]),
     "pmef3-knossos2": (1, [(0.10, 0.05), (0.45, 0.45), (0.70, 0.80)]),
 }
-
-
-def shared(path: str) -> Path:
-    found = SHARED / path
-    if not found.exists():
-        pytest.skip(f"no real data in {SHARED} (set FUSIONKIT_SHARED_DATA to the folder holding brackets/ and photos/)")
-    return found
-
-
-@cache
-def bracket(scene: str) -> torch.Tensor:
-    """The darkest, middle and brightest exposure of ``scene``, long side LONG_SIDE: (1, 3, 3, H, W)."""
-    files = sorted(shared(f"brackets/test/{scene}").glob("*.jpg"))
-    images = torch.stack([read_image(files[i]) for i in (0, len(files) // 2, -1)])
-    size = [round(n * LONG_SIDE / max(images.shape[-2:])) for n in images.shape[-2:]]
-    return F.interpolate(images, size=size, mode="area")[None]
 
 
 @cache

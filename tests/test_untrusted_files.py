@@ -5,7 +5,6 @@ numbers never reach JSON output as NaN."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -15,7 +15,7 @@ from ..data.brackets import find_brackets
 from ..data.detect import detect_layout
 from ..data.loader import build_loader
 from ..data.exposures import fixed_pairs
-from ..errors import FusionkitError, param
+from ..errors import FusionkitError
 from ..inference.device import pick_device
 from ..inference.hardware import autocast_dtype
 from ..inference.fuser import Fuser

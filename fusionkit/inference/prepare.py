@@ -23,24 +23,32 @@ from ..errors import FusionkitError, param
 from .align import align_exposures, describe
 from .deghost import deghost
 
-#: Alignment off.
-NO_ALIGN = "none"
+#: Alignment off, and the alignment used unless another is named (where a plugin provides it).
+NO_ALIGN, DEFAULT_ALIGN = "none", "homography"
 
 
 @dataclass(frozen=True)
 class BracketSteps:
-    """What happens to a bracket before fusion: the ``align`` component by name (``none``: none), ``deghost`` or
-    not, and ``verbose``: report the order, the transforms and the moving area, not only fallbacks."""
+    """What happens to a bracket before fusion: the ``align`` component by name (``none``: none; None: DEFAULT_ALIGN
+    where a plugin provides it, else none), ``deghost`` or not, and ``verbose``: report the order, the transforms
+    and the moving area, not only fallbacks."""
 
-    align: str = "homography"
+    align: str | None = None
     deghost: bool = False
     verbose: bool = False
 
     def check(self) -> None:
         """Refuse an alignment no plugin provides, before any photo is read (``none`` needs no plugin)."""
-        names = [component.name for component in available("align")]
-        if self.align != NO_ALIGN and self.align not in names:
-            raise FusionkitError(f"{param('align')} {self.align}: no such alignment; use one of {', '.join(sorted(names))}")
+        names = sorted(component.name for component in available("align"))
+        if self.align not in (None, NO_ALIGN, *names):
+            choices = ", ".join([NO_ALIGN, *(name for name in names if name != NO_ALIGN)])
+            raise FusionkitError(f"{param('align')} {self.align}: no such alignment; use one of {choices}")
+
+    def alignment(self) -> str:
+        """The alignment these steps use: the one named, else DEFAULT_ALIGN where installed, else none."""
+        if self.align is not None:
+            return self.align
+        return DEFAULT_ALIGN if any(c.name == DEFAULT_ALIGN for c in available("align")) else NO_ALIGN
 
 
 def tell(line: str) -> None:
@@ -76,8 +84,9 @@ def read_prepared(paths: list[Path], steps: BracketSteps = BracketSteps(), *, la
         exposures, names = exposures[:, order], [names[k] for k in order]
     say = report if steps.verbose else (lambda line: None)
     say(f"order: {', '.join(names)} (by {'EXIF exposure' if by_exif else 'brightness'})")
-    if steps.align != NO_ALIGN:
-        exposures = aligned(exposures, names, steps.align, say, warning)
+    alignment = steps.alignment()
+    if alignment != NO_ALIGN:
+        exposures = aligned(exposures, names, alignment, say, warning)
     if steps.deghost:
         result = deghost(exposures)
         exposures = result.exposures

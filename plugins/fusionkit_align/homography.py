@@ -1,9 +1,10 @@
-"""``homography``: feature matches on rank-normalised grey, a robust homography, then dense sub-pixel refinement."""
+"""``homography``: a start from feature matches on rank-normalised grey (or a searched translation), refined densely to sub-pixel."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -13,21 +14,22 @@ from fusionkit.api import Alignment, ComponentOptionError
 
 from .chain import PairFailed, apply, chain
 from .images import equalised, grey, in_full, shrunk, unclipped
-from .refine import RefineFailed, refine
+from .refine import Pair, RefineFailed, refine, tone_curve
 
 #: Lowe's ratio test: a match is kept when its descriptor is this much closer than the second best.
 RATIO = 0.8
 #: RANSAC's inlier distance, in pixels of the matching size.
 RANSAC_PIXELS = 1.5
-#: The refinement's levels, coarse to fine: the refining size divided by the first, and the model updated there.
-LEVELS = ((4, "translation"), (2, "affine"), (1, "homography"))
-#: Long side (pixels) at which phase correlation finds a start when features do not match.
-CORRELATE_SIZE = 256
-#: The fewest matches that must agree on a similarity, the start when too few agree on a homography.
-MIN_SIMILAR = 8
-#: Two exposures agree once aligned when their fine detail correlates at least this well (see ``refine``).
-MIN_AGREEMENT = 0.5
-#: ECC's iterations and smallest change of the correlation, per pyramid level.
+#: The refinement's coarse levels: the refining size divided by the first, and the model updated there.
+COARSE = ((8, "translation"), (4, "similarity"), (2, "similarity"))
+#: At the refining size a homography is refined, kept when the texture pins its corners down to this many pixels
+#: (one standard deviation), else a similarity: texture on one side only, or too little, cannot fix a perspective.
+MAX_UNCERTAINTY = 0.1
+#: Long side (pixels) at which a translation is searched for when feature matches give no good start.
+SEARCH_SIZE = 256
+#: Two exposures agree once aligned when their fine detail correlates at least this well (see ``refine``):
+#: aligned pairs of the test brackets reach 0.58 and more, unrelated pictures stay under 0.1.
+MIN_AGREEMENT = 0.3
 #: SIFT's contrast threshold: low, since a rank-normalised dark or bright exposure has little contrast.
 CONTRAST = 0.01
 #: Keypoints this close (pixels of the matching size) to a clipped pixel are dropped: clipping edges move with exposure.
@@ -74,10 +76,10 @@ class View:
 
 
 class FeatureAlign:
-    """Feature matches + MAGSAC on rank-normalised grey, refined densely to sub-pixel, chained through neighbours."""
+    """SIFT matches on rank-normalised grey for a start, dense sub-pixel refinement to a homography, chained through neighbours."""
 
     def __init__(
-        self, match_size: int = 1024, refine_size: int = 1024, features: int = 3000, min_inliers: int = 16,
+        self, match_size: int = 1024, refine_size: int = 1024, features: int = 3000, min_inliers: int = 8,
         max_shift: float = 0.1,
     ) -> None:
         for name, value, least in (("match_size", match_size, 64), ("refine_size", refine_size, 64),
@@ -94,25 +96,32 @@ class FeatureAlign:
         return chain(exposures, reference, lambda template, moving: self.pair(views[template], views[moving]))
 
     def pair(self, template: View, moving: View) -> np.ndarray:
-        """The homography from ``template``'s pixel coordinates to ``moving``'s, or ``PairFailed``: a start from
-        feature matches (else phase correlation), refined from coarse to fine, then checked for a plausible
-        movement and for the two agreeing once aligned."""
+        """The homography from ``template``'s pixel coordinates to ``moving``'s, or ``PairFailed``: refined from
+        coarse to fine from the start feature matches give (else, or when that ends in disagreement, from a
+        searched translation), then checked for a plausible movement and for the two agreeing once aligned."""
+        best, best_agreement = None, -1.0
+        for start in self.starts(template, moving):
+            warp, agreement = start, -1.0
+            for divisor, model in COARSE:
+                pair, small_from_full = compare(template, moving, max(64, self.refine_size // divisor))
+                try:
+                    found, agreement, _ = refine(pair, small_from_full @ warp @ np.linalg.inv(small_from_full), model)
+                except RefineFailed:
+                    continue  # too little detail survives at this size: the finer one may have enough
+                warp = in_full(found, small_from_full)
+            if best is None or agreement > best_agreement:
+                best, best_agreement = warp, agreement
+            if agreement >= MIN_AGREEMENT:
+                break
+        pair, small_from_full = compare(template, moving, self.refine_size)
+        start = small_from_full @ best @ np.linalg.inv(small_from_full)
         try:
-            warp = self.matched(template, moving)
-        except PairFailed:
-            warp = correlated(template, moving)
-        for size, model in LEVELS:
-            size = max(64, self.refine_size // size)
-            image_t, mask_t, small_from_full = template.level(size)
-            image_m, mask_m, _ = moving.level(size)
-            try:
-                found, agreement = refine(image_t, image_m, mask_t, mask_m, small_from_full @ warp @ np.linalg.inv(small_from_full), model)
-            except RefineFailed as failure:
-                if model == "homography":
-                    raise PairFailed(str(failure)) from None
-                continue  # too little detail survives at this size: the finer one may have enough
-            warp = in_full(found, small_from_full)
-        import os; os.environ.get("DEBUG") and print("   agreement", round(agreement, 3))
+            found, agreement, uncertainty = refine(pair, start, "homography")
+            if uncertainty / small_from_full[0, 0] > MAX_UNCERTAINTY:
+                found, agreement, _ = refine(pair, start, "similarity")
+        except RefineFailed as failure:
+            raise PairFailed(str(failure)) from None
+        warp = in_full(found, small_from_full)
         problem = extreme(warp, template.normalised.shape, self.max_shift)
         if problem:
             raise PairFailed(problem)
@@ -120,23 +129,28 @@ class FeatureAlign:
             raise PairFailed(f"the two disagree once aligned (detail correlation {agreement:.2f}, need {MIN_AGREEMENT})")
         return warp
 
+    def starts(self, template: View, moving: View) -> Iterator[np.ndarray]:
+        """Starting homographies to refine, the likeliest first: the one feature matches agree on, if any, then a
+        translation searched for."""
+        try:
+            yield self.matched(template, moving)
+        except PairFailed:
+            pass
+        yield searched(template, moving, self.max_shift)
+
     def matched(self, template: View, moving: View) -> np.ndarray:
-        """A start for refining: the homography the two views' SIFT matches agree on (MAGSAC), or the similarity
-        they agree on when too few agree on a homography or it is implausible, at full size."""
+        """A start for refining: the similarity (RANSAC) that at least ``min_inliers`` of the two views' SIFT
+        matches agree on, at full size; a similarity, as the coarse levels refine no more than one."""
         source, target = matches(template.keypoints, moving.keypoints)
-        if len(source) < MIN_SIMILAR:
-            raise PairFailed(f"{len(source)} features match (need {MIN_SIMILAR})")
+        if len(source) < self.min_inliers:
+            raise PairFailed(f"{len(source)} features match (need {self.min_inliers})")
         shape = template.normalised.shape
         pixels = RANSAC_PIXELS * max(shape) / min(self.match_size, max(shape))
-        if len(source) >= self.min_inliers:
-            homography, inliers = cv2.findHomography(source, target, cv2.USAC_MAGSAC, pixels, maxIters=10000, confidence=0.9999)
-            if homography is not None and inliers.sum() >= self.min_inliers and not extreme(homography, shape, self.max_shift):
-                return homography / homography[2, 2]
         similarity, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=pixels,
                                                          maxIters=10000, confidence=0.9999)
         agreeing = 0 if inliers is None else int(inliers.sum())
-        if similarity is None or agreeing < MIN_SIMILAR:
-            raise PairFailed(f"{agreeing} feature matches agree on one movement (need {MIN_SIMILAR})")
+        if similarity is None or agreeing < self.min_inliers:
+            raise PairFailed(f"{agreeing} feature matches agree on one movement (need {self.min_inliers})")
         similarity = np.vstack([similarity, [0.0, 0.0, 1.0]])
         problem = extreme(similarity, shape, self.max_shift)
         if problem:
@@ -157,13 +171,16 @@ def matches(features_t: tuple[np.ndarray, np.ndarray], features_m: tuple[np.ndar
     return points_t[[t for t, _ in pairs]].reshape(-1, 2), points_m[[m for _, m in pairs]].reshape(-1, 2)
 
 
-def correlated(template: View, moving: View) -> np.ndarray:
-    """A start when features do not match: the translation phase correlation finds between the two views at
-    ``CORRELATE_SIZE``, clipped pixels set to mid-grey."""
-    (image_t, mask_t, small_from_full), (image_m, mask_m, _) = template.level(CORRELATE_SIZE), moving.level(CORRELATE_SIZE)
-    window = cv2.createHanningWindow(image_t.shape[::-1], cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(np.where(mask_t > 0, image_t, 0.5), np.where(mask_m > 0, image_m, 0.5), window)
-    return in_full(np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]]), small_from_full)
+def searched(template: View, moving: View, max_shift: float) -> np.ndarray:
+    """A start that needs no features: the translation, within ``max_shift`` of the diagonal, at which the template
+    (its tones mapped to the moving view's) best correlates with the moving view, at long side ``SEARCH_SIZE``."""
+    (image_t, _, small_from_full), (image_m, _, _) = template.level(SEARCH_SIZE), moving.level(SEARCH_SIZE)
+    height, width = image_t.shape
+    limit = max(0, min(int(np.ceil(max_shift * np.hypot(height, width))), (min(height, width) - 8) // 2))
+    predicted = np.interp(image_t, *tone_curve(image_t, image_m, np.ones(image_t.shape, bool))).astype(np.float32)
+    scores = cv2.matchTemplate(image_m, predicted[limit:height - limit, limit:width - limit], cv2.TM_CCOEFF_NORMED)
+    y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return in_full(np.array([[1.0, 0.0, x - limit], [0.0, 1.0, y - limit], [0.0, 0.0, 1.0]]), small_from_full)
 
 
 def extreme(homography: np.ndarray, shape: tuple[int, int], max_shift: float) -> str | None:
@@ -184,3 +201,9 @@ def extreme(homography: np.ndarray, shape: tuple[int, int], max_shift: float) ->
     if not 1 / 2.25 < area / ((width - 1) * (height - 1)) < 2.25:
         return f"the transform found scales the image's area by {area / ((width - 1) * (height - 1)):.2f}"
     return None
+
+
+def compare(template: View, moving: View, size: int) -> tuple[Pair, np.ndarray]:
+    """The two views at long side ``size`` as a ``Pair`` to refine, and the matrix taking full-size pixel coordinates there."""
+    (image_t, mask_t, small_from_full), (image_m, _, _) = template.level(size), moving.level(size)
+    return Pair(image_t, image_m, mask_t), small_from_full

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from fusionkit.api import GRAY
 
-#: A pixel is clipped where its grey is at most LOW or a channel at least HIGH: it shows no detail to align on.
+#: A pixel is clipped where its grey is at most LOW or at least HIGH: it shows no detail to align on.
 LOW, HIGH = 0.02, 0.98
 
 
@@ -23,9 +23,10 @@ def grey(exposure: Tensor) -> np.ndarray:
 
 
 def unclipped(exposure: Tensor) -> np.ndarray:
-    """(3, H, W) RGB in [0, 1] -> (H, W) bool: True where no channel is clipped and the pixel is not black."""
-    values = exposure.detach().float().cpu().numpy()
-    return (grey(exposure) > LOW) & (values.max(axis=0) < HIGH)
+    """(3, H, W) RGB in [0, 1] -> (H, W) bool: True where the grey is neither black nor white (a pixel with one
+    channel clipped still shows detail in the others, which a nearly white exposure may need to align on)."""
+    image = grey(exposure)
+    return (image > LOW) & (image < HIGH)
 
 
 def equalised(image: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -1,25 +1,35 @@
 """Sub-pixel refinement of a homography between two exposures: Gauss-Newton on their rank-normalised grey.
 
-Each step warps the moving image onto the template's grid, maps its tones onto the template's by a monotone
-curve fitted on the pixels both show unclipped, and solves for the small homography update that best explains
-the remaining difference (forward compositional Lucas-Kanade, robust to outliers such as moving objects).
-Only pixels with texture take part, so a step costs little more than the warp.
+Each step warps the moving image onto the template's grid and compares it with the template as the moving
+exposure would show it: the template's tones through a monotone curve matching the two histograms, which
+saturates where the moving exposure clips, so a nearly white or black exposure still aligns on what it shows.
+It then solves for the small update of a model (translation up to a full homography) that best explains the
+difference (forward compositional Lucas-Kanade, robust to outliers such as moving objects). Only pixels with
+texture in both take part, so a step costs little more than the warp; ``uncertainty`` says how well they pin
+the model down.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import cv2
 import numpy as np
 
-#: Steps per pyramid level, and the corner movement (pixels of that level) below which a level has converged.
+#: Steps per refinement, and the corner movement (pixels) below which a refinement has converged.
 STEPS, CONVERGED = 40, 0.01
-#: Pixels nearer than this to a clipped one, or to the edge of what both images show, are left out.
+#: Pixels nearer than this to one the template shows clipped, or to the moving image's edge, are left out.
 MARGIN = 2
-#: The textured pixels that take part: those whose gradient is above this quantile of the image's.
+#: The textured pixels that take part: those whose gradient, in each image, is above this quantile of its own.
 TEXTURE_QUANTILE = 0.5
-#: The parameters each model updates, of the homography's eight (row by row, the last left at 1).
-MODELS = {"translation": [2, 5], "affine": [0, 1, 2, 3, 4, 5], "homography": [0, 1, 2, 3, 4, 5, 6, 7]}
-#: The fewest pixels unclipped in both images that a refinement needs.
+#: Each model's parameters as combinations of the homography's eight (row by row, the last left at 1).
+MODELS = {
+    "translation": np.eye(8)[[2, 5]],
+    "similarity": np.array([[1, 0, 0, 0, 1, 0, 0, 0], [0, -1, 0, 1, 0, 0, 0, 0], np.eye(8)[2], np.eye(8)[5]], dtype=float),
+    "homography": np.eye(8),
+}
+#: The fewest pixels a refinement needs: in view and unclipped in the template, and of those, textured.
 MIN_PIXELS = 400
 #: The blur (pixels) whose removal leaves the fine detail that ``agreement`` correlates.
 DETAIL_SIGMA = 2.0
@@ -31,62 +41,123 @@ class RefineFailed(Exception):
     """The two images share too little texture to refine on."""
 
 
-def refine(
-    template: np.ndarray, moving: np.ndarray, valid_t: np.ndarray, valid_m: np.ndarray, start: np.ndarray,
-    model: str = "homography",
-) -> tuple[np.ndarray, float]:
-    """The homography from ``template``'s pixel coordinates to ``moving``'s (float32 images of one size, uint8
-    masks of their unclipped pixels) that best aligns them, starting from ``start`` and updating it by a
-    ``model`` of ``MODELS`` (fewer parameters are steadier when the start is far), and how well their fine
-    detail then correlates (see ``agreement``); ``RefineFailed`` when they share too few textured pixels."""
-    height, width = template.shape
-    # parameters act on coordinates centred and scaled to about [-1, 1], so the eight are comparably sized
-    scale = 2.0 / max(height, width)
-    norm = np.array([[scale, 0, -scale * (width - 1) / 2], [0, scale, -scale * (height - 1) / 2], [0, 0, 1]])
-    ys, xs = np.mgrid[0:height, 0:width]
-    u, v = xs * scale + norm[0, 2], ys * scale + norm[1, 2]
-    kernel = np.ones((2 * MARGIN + 1,) * 2, np.uint8)
-    inside_t = cv2.erode(valid_t, kernel)
-    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], dtype=np.float64).T
-    homography = start / start[2, 2]
-    curve = None
-    for _ in range(STEPS):
+@dataclass
+class Pair:
+    """Two exposures at one size, as float32 rank-normalised grey, and the uint8 mask of the template's unclipped pixels."""
+
+    template: np.ndarray
+    moving: np.ndarray
+    valid: np.ndarray
+
+    def compared(self, homography: np.ndarray, predicted: np.ndarray | None = None):
+        """The moving image warped by ``homography`` onto the template's grid and its gradients (x, y); the
+        template as the moving exposure shows it (``predicted``, else made here through a tone curve fitted on
+        the pixels in view); the indices (flat) of the textured pixels that take part. ``RefineFailed`` when
+        too few pixels are left."""
+        height, width = self.template.shape
+        kernel = np.ones((2 * MARGIN + 1,) * 2, np.uint8)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        warped = cv2.warpPerspective(moving, homography, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        seen = cv2.warpPerspective(valid_m, homography, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
-        both = cv2.erode(seen, kernel) & inside_t
-        if both.sum() < MIN_PIXELS:
-            raise RefineFailed(f"only {int(both.sum())} pixels are unclipped in both")
-        curve = curve or tone_curve(warped, template, both > 0)
-        mapped = np.interp(warped, *curve).astype(np.float32)
-        gx = cv2.Sobel(mapped, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-        gy = cv2.Sobel(mapped, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-        strength = np.hypot(gx, gy)
-        use = (both > 0) & (strength > np.quantile(strength[both > 0], TEXTURE_QUANTILE))
-        if use.sum() < MIN_PIXELS // 2:
-            raise RefineFailed(f"only {int(use.sum())} textured pixels are unclipped in both")
-        x, y, dx, dy = u[use], v[use], gx[use] / scale, gy[use] / scale
-        residual = (mapped - template)[use].astype(np.float64)
-        jacobian = np.stack([dx * x, dx * y, dx, dy * x, dy * y, dy, -(dx * x + dy * y) * x, -(dx * x + dy * y) * y], axis=1)
-        jacobian = jacobian[:, MODELS[model]]
+        warped = cv2.warpPerspective(self.moving, homography, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        seen = cv2.warpPerspective(np.ones_like(self.valid), homography, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        inside = (cv2.erode(seen, kernel) & self.inside) > 0
+        if inside.sum() < MIN_PIXELS:
+            raise RefineFailed(f"only {int(inside.sum())} pixels are in view and unclipped")
+        if predicted is None:
+            predicted = np.interp(self.template, *tone_curve(self.template, warped, inside)).astype(np.float32)
+        gx = cv2.Sobel(warped, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+        gy = cv2.Sobel(warped, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+        # where both are clipped alike nothing can be seen, however the two are aligned
+        blank = ((warped >= 1) & (predicted >= 1)) | ((warped <= 0) & (predicted <= 0))
+        use = np.flatnonzero(inside & ~blank & self.textured & textured(np.hypot(gx, gy), inside))
+        if len(use) < MIN_PIXELS // 2:
+            raise RefineFailed(f"only {len(use)} textured pixels are in view and unclipped")
+        return warped, gx, gy, predicted, use
+
+    @cached_property
+    def inside(self) -> np.ndarray:
+        """The template's unclipped pixels, less those within ``MARGIN`` of a clipped one."""
+        return cv2.erode(self.valid, np.ones((2 * MARGIN + 1,) * 2, np.uint8))
+
+    @cached_property
+    def textured(self) -> np.ndarray:
+        """Where the template has texture (see ``textured``) among its unclipped pixels."""
+        gx = cv2.Sobel(self.template, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+        gy = cv2.Sobel(self.template, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+        return textured(np.hypot(gx, gy), self.inside > 0)
+
+    @cached_property
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The matrix taking pixel coordinates to ones centred and scaled to about [-1, 1] (so the eight
+        parameters are comparably sized), and every pixel's coordinates (x, y) so, flat."""
+        height, width = self.template.shape
+        scale = 2.0 / max(height, width)
+        norm = np.array([[scale, 0, -scale * (width - 1) / 2], [0, scale, -scale * (height - 1) / 2], [0, 0, 1]])
+        ys, xs = np.mgrid[0:height, 0:width]
+        return norm, (xs * scale + norm[0, 2]).ravel(), (ys * scale + norm[1, 2]).ravel()
+
+    def agreement(self, homography: np.ndarray, predicted: np.ndarray | None = None) -> float:
+        """How well the two agree once the moving image is warped by ``homography`` (see ``agreement``)."""
+        warped, _, _, predicted, use = self.compared(homography, predicted)
+        return agreement(warped, predicted, use)
+
+
+def refine(pair: Pair, start: np.ndarray, model: str = "homography") -> tuple[np.ndarray, float, float]:
+    """The homography from ``pair``'s template pixel coordinates to its moving image's that best aligns them,
+    starting from ``start`` and updating it by a ``model`` of ``MODELS``; how well their fine detail then
+    correlates (see ``agreement``); and its ``uncertainty`` in pixels. ``RefineFailed`` when they share too
+    few textured pixels."""
+    height, width = pair.template.shape
+    norm, u, v = pair.coordinates
+    scale = norm[0, 0]
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], dtype=np.float64).T
+    basis = MODELS[model]
+    homography = start / start[2, 2]
+    predicted = None
+    for _ in range(STEPS):
+        warped, gx, gy, predicted, use = pair.compared(homography, predicted)
+        x, y, dx, dy = u[use], v[use], gx.ravel()[use] / scale, gy.ravel()[use] / scale
+        residual = (warped.ravel()[use] - predicted.ravel()[use]).astype(np.float64)
+        along = dx * x + dy * y
+        jacobian = np.stack([dx * x, dx * y, dx, dy * x, dy * y, dy, -along * x, -along * y], axis=1) @ basis.T
         weights = tukey(residual)
-        hessian = (jacobian * weights[:, None]).T @ jacobian
-        step = np.zeros(9)
-        step[MODELS[model]] = np.linalg.solve(hessian + 1e-9 * np.eye(len(hessian)), -(jacobian * weights[:, None]).T @ residual)
-        update = np.linalg.inv(norm) @ (np.eye(3) + step.reshape(3, 3)) @ norm
+        weighted = jacobian * weights[:, None]
+        hessian = weighted.T @ jacobian
+        solved = np.linalg.solve(hessian + 1e-9 * np.eye(len(hessian)), -weighted.T @ residual)
+        update = np.linalg.inv(norm) @ (np.eye(3) + np.append(basis.T @ solved, 0).reshape(3, 3)) @ norm
         previous = homography
         homography = homography @ update
         homography /= homography[2, 2]
         if movement(previous, homography, corners) < CONVERGED:
             break
-    return homography, agreement(mapped, template, use)
+    variance = float((weights * residual**2).sum() / max(weights.sum() - len(hessian), 1.0))
+    return homography, pair.agreement(homography, predicted), uncertainty(hessian, variance, basis, norm @ corners) / scale
+
+
+def uncertainty(hessian: np.ndarray, variance: float, basis: np.ndarray, corners: np.ndarray) -> float:
+    """One standard deviation, in the normalised coordinates of ``corners`` (3, 4), of where the worst corner
+    lands, from the Gauss-Newton covariance of the model's parameters (``variance`` the residuals'): large where
+    too little texture, or texture on one side only, pins the model down."""
+    covariance = basis.T @ (variance * np.linalg.pinv(hessian)) @ basis
+    worst = 0.0
+    for u, v, _ in corners.T:
+        along_x = np.array([u, v, 1, 0, 0, 0, -u * u, -u * v])
+        along_y = np.array([0, 0, 0, u, v, 1, -u * v, -v * v])
+        worst = max(worst, float(np.sqrt(along_x @ covariance @ along_x + along_y @ covariance @ along_y)))
+    return worst
+
+
+def textured(strength: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Where the gradient ``strength`` is above its ``TEXTURE_QUANTILE`` over ``mask`` (estimated on every 7th pixel)."""
+    return strength > np.quantile(strength[mask][::7], TEXTURE_QUANTILE)
 
 
 def agreement(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    """The correlation, over ``mask``, of the two images' fine detail (each less its Gaussian blur): near 1 for
-    the same scene aligned, near 0 for unrelated images or ones a few pixels apart."""
-    detail = [(x - cv2.GaussianBlur(x, (0, 0), DETAIL_SIGMA))[mask].astype(np.float64) for x in (image, target)]
-    return float(np.corrcoef(*detail)[0, 1])
+    """The correlation, over the pixels ``mask`` (flat indices), of the two images' fine detail (each less its Gaussian blur): near 1 for
+    the same scene aligned, near 0 for unrelated images or ones a few pixels apart, 0 where either is flat."""
+    detail = [(x - cv2.GaussianBlur(x, (0, 0), DETAIL_SIGMA)).ravel()[mask].astype(np.float64) for x in (image, target)]
+    detail = [d - d.mean() for d in detail]
+    spread = float(np.sqrt((detail[0] ** 2).sum() * (detail[1] ** 2).sum()))
+    return float((detail[0] * detail[1]).sum() / spread) if spread > 0 else 0.0
 
 
 def tone_curve(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

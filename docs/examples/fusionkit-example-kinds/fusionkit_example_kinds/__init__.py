@@ -9,14 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 import fusionkit
 from fusionkit.api import (
-    BackboneOutput, Bracket, DatasetLayoutError, FusionNet, RunContext, Stage, WholeImagePool, blamed, fused_image, named,
-    student_input, trial_batch, unwrap,
+    Alignment, BackboneOutput, Bracket, DatasetLayoutError, FusionNet, RunContext, Stage, WholeImagePool, blamed,
+    fused_image, named, student_input, trial_batch, unwrap,
 )
 
 #: tiny_net's weights and recipe, as a training run writes them (student.safetensors, student.json), renamed.
@@ -130,6 +131,13 @@ class TinyMax(nn.Module):
         return exposures.amax(dim=1)
 
 
+class TinyAlign:
+    """Every exposure taken as already aligned (a tripod): the identity for each."""
+
+    def __call__(self, exposures: Tensor, reference: int) -> Alignment:
+        return Alignment(np.stack([np.eye(3)] * len(exposures)))
+
+
 def tiny_folders(root: str | Path, split: str) -> list[Bracket]:
     """Brackets as ROOT/SPLIT/SCENE/*.png, exposures darkest first by file name, without references."""
     folder = Path(root) / split
@@ -207,6 +215,7 @@ def register_components(register):
     register("student", "tiny_net", tiny_net)
     register("teacher", "tiny_ae", TinyAutoencoder)
     register("method", "tiny_max", TinyMax)
+    register("align", "tiny_align", TinyAlign)
     register("dataset", "tiny_folders", tiny_folders)
     register("metric", "tiny_brightness", TinyBrightness)
     register("loss", "tiny_exposedness", TinyExposedness)
