@@ -17,7 +17,6 @@ $FUSIONKIT_SHARED_DATA, else ``../shared/data`` beside the repository.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import torch
 
 import fusionkit
 from fusionkit.data.io import read_image
-from fusionkit.inference.align import align_exposures, common_box, warp
+from fusionkit.inference.align import align_exposures, common_box, turned, warp
 from fusionkit.inference.deghost import best_exposed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,17 +56,6 @@ class Case:
     seconds: dict[str, float]
     fell_back: bool
     scores: tuple[float, float, float]  # MEF-SSIM: unmoved aligned, moved aligned, moved unaligned
-
-
-def turned(shape: tuple[int, int], dx: float, dy: float, degrees: float) -> np.ndarray:
-    """The homography moving an image of ``shape`` (H, W) by (dx, dy) px and turning it by ``degrees`` about its centre."""
-    height, width = shape
-    centre = np.array([(width - 1) / 2, (height - 1) / 2])
-    angle = math.radians(degrees)
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    transform = np.eye(3)
-    transform[:2, :2], transform[:2, 2] = rotation, centre + (dx, dy) - rotation @ centre
-    return transform
 
 
 def rms(found: np.ndarray, truth: np.ndarray, shape: tuple[int, int]) -> float:

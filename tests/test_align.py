@@ -7,7 +7,6 @@ benchmark is ``benchmarks/align_real.py`` (docs/align.md)."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from fusionkit.api import Align, Alignment
 from fusionkit.cli.main import cli
 from fusionkit.contracts import CONTRACTS
 from fusionkit.errors import ComponentOptionError, FusionkitError, UnknownComponentError
-from fusionkit.inference.align import align_exposures, describe, warp
+from fusionkit.inference.align import align_exposures, describe, turned, warp
 from fusionkit.inference.deghost import best_exposed
 from fusionkit.plugins import set_registry
 from fusionkit.registry import Registry
@@ -37,17 +36,6 @@ MOVES = {
     "pmef1-golden-gate-1": (10.6, 9.2, -0.8),
     "pmef3-cafe": (-8.9, -10.4, 1.2),
 }
-
-
-def turned(shape: tuple[int, int], dx: float, dy: float, degrees: float) -> np.ndarray:
-    """The homography moving an image of ``shape`` (H, W) by (dx, dy) px and turning it by ``degrees`` about its centre."""
-    height, width = shape
-    centre = np.array([(width - 1) / 2, (height - 1) / 2])
-    angle = math.radians(degrees)
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    transform = np.eye(3)
-    transform[:2, :2], transform[:2, 2] = rotation, centre + (dx, dy) - rotation @ centre
-    return transform
 
 
 def moved(scene: str, transform_of) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

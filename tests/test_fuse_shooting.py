@@ -4,7 +4,6 @@ JPEGs, RAW, 16 and 32 bits; the exposures are ordered, aligned and deghosted bef
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from PIL.TiffImagePlugin import IFDRational
 
 from fusionkit.cli.main import cli
 from fusionkit.data.io import read_image
-from fusionkit.inference.align import warp
+from fusionkit.inference.align import turned, warp
 from tests.camera_files import dng, jpeg_with_exif
 from tests.real_data import shared
 
@@ -84,16 +83,11 @@ def test_a_student_gets_the_photos_darkest_first(bracket, tmp_path, monkeypatch)
     assert torch.equal(read_image("a.png"), read_image("b.png"))
 
 
-def turned(pixels: np.ndarray, dx: float, dy: float, degrees: float) -> np.ndarray:
+def as_moved(pixels: np.ndarray, dx: float, dy: float, degrees: float) -> np.ndarray:
     """``pixels`` (H, W, 3) uint8 as a camera turned by ``degrees`` about the centre and moved (dx, dy) would see them."""
     height, width = pixels.shape[:2]
-    angle = math.radians(degrees)
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    centre = np.array([(width - 1) / 2, (height - 1) / 2])
-    moved = np.eye(3)
-    moved[:2, :2], moved[:2, 2] = rotation, centre + [dx, dy] - rotation @ centre
     image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
-    out = warp(image, np.linalg.inv(moved), (0, 0, height, width), mode="bicubic")
+    out = warp(image, np.linalg.inv(turned((height, width), dx, dy, degrees)), (0, 0, height, width), mode="bicubic")
     return out.mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
@@ -108,7 +102,7 @@ def real_bracket(tmp_path: Path, long_side: int = 480) -> list[Path]:
         image.save(tmp_path / name, quality=95)
         paths.append(tmp_path / name)
     moved = tmp_path / "bright-moved.png"
-    Image.fromarray(turned(np.asarray(Image.open(paths[-1])), 7.3, -4.6, 1.2)).save(moved)
+    Image.fromarray(as_moved(np.asarray(Image.open(paths[-1])), 7.3, -4.6, 1.2)).save(moved)
     return [*paths[:-1], moved]
 
 

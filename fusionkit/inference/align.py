@@ -70,6 +70,18 @@ def align_exposures(
     return AlignResult(aligned.unsqueeze(0), homographies, box, reference, fell_back, found.note)
 
 
+def turned(shape: tuple[int, int], dx: float, dy: float, degrees: float) -> np.ndarray:
+    """The homography that moves an image of ``shape`` (H, W) by (dx, dy) px and turns it by ``degrees`` about its
+    centre, as a camera moved between two shots would (for simulating handheld brackets)."""
+    height, width = shape
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    angle = math.radians(degrees)
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    transform = np.eye(3)
+    transform[:2, :2], transform[:2, 2] = rotation, centre + (dx, dy) - rotation @ centre
+    return transform
+
+
 def describe(homography: np.ndarray, shape: tuple[int, int]) -> str:
     """How ``homography`` moves the image's centre (pixels), turns (degrees, clockwise on screen) and scales it there."""
     height, width = shape

@@ -79,7 +79,7 @@ class FeatureAlign:
     """SIFT matches on rank-normalised grey for a start, dense sub-pixel refinement to a homography, chained through neighbours."""
 
     def __init__(
-        self, match_size: int = 1024, refine_size: int = 1024, features: int = 3000, min_inliers: int = 8,
+        self, match_size: int = 1024, refine_size: int = 1024, features: int = 1000, min_inliers: int = 8,
         max_shift: float = 0.1,
     ) -> None:
         for name, value, least in (("match_size", match_size, 64), ("refine_size", refine_size, 64),
@@ -130,13 +130,13 @@ class FeatureAlign:
         return warp
 
     def starts(self, template: View, moving: View) -> Iterator[np.ndarray]:
-        """Starting homographies to refine, the likeliest first: the one feature matches agree on, if any, then a
-        translation searched for."""
+        """Starting homographies to refine, the cheapest first: a translation searched for (a handheld bracket
+        mostly shifts), then, should that end in disagreement, the one feature matches agree on, if any."""
+        yield searched(template, moving, self.max_shift)
         try:
             yield self.matched(template, moving)
         except PairFailed:
             pass
-        yield searched(template, moving, self.max_shift)
 
     def matched(self, template: View, moving: View) -> np.ndarray:
         """A start for refining: the similarity (RANSAC) that at least ``min_inliers`` of the two views' SIFT

@@ -35,6 +35,8 @@ MIN_PIXELS = 400
 DETAIL_SIGMA = 2.0
 #: Tukey's constant, times the residuals' robust spread: residuals beyond it get no weight.
 TUKEY = 4.685
+#: Pixels a quantile or a robust spread is estimated on, at most about.
+SAMPLES = 50000
 
 
 class RefineFailed(Exception):
@@ -161,15 +163,23 @@ def agreement(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
 
 
 def tone_curve(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Knots (x, y) of the monotone curve taking ``image``'s tones to ``target``'s: their quantiles over ``mask``."""
+    """Knots (x, y) of the monotone curve taking ``image``'s tones to ``target``'s: their quantiles over ``mask``
+    (on at most about SAMPLES of its pixels, evenly spread: the curve's 129 knots need no more)."""
     levels = np.linspace(0, 1, 129)
-    source = np.quantile(image[mask], levels) + np.arange(len(levels)) * 1e-7  # strictly increasing, for np.interp
-    return source, np.quantile(target[mask], levels)
+    image, target = sampled(image[mask]), sampled(target[mask])
+    source = np.quantile(image, levels) + np.arange(len(levels)) * 1e-7  # strictly increasing, for np.interp
+    return source, np.quantile(target, levels)
+
+
+def sampled(values: np.ndarray) -> np.ndarray:
+    """Every n-th of ``values`` (flat), n chosen to leave about SAMPLES of them: for quantiles and spreads."""
+    return values[:: max(1, values.size // SAMPLES)]
 
 
 def tukey(residual: np.ndarray) -> np.ndarray:
     """Tukey's biweight of each residual, its scale the residuals' median absolute deviation."""
-    spread = 1.4826 * np.median(np.abs(residual - np.median(residual))) + 1e-6
+    some = sampled(residual)
+    spread = 1.4826 * np.median(np.abs(some - np.median(some))) + 1e-6
     ratio = residual / (TUKEY * spread)
     return np.where(np.abs(ratio) < 1, (1 - ratio**2) ** 2, 0.0)
 
