@@ -28,7 +28,7 @@ import torch
 
 import fusionkit
 from fusionkit.data.io import read_image
-from fusionkit.inference.align import align_exposures, common_box, turned, warp
+from fusionkit.inference.align import align_exposures, common_box, rms, turned, warp
 from fusionkit.inference.deghost import best_exposed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,15 +56,6 @@ class Case:
     seconds: dict[str, float]
     fell_back: bool
     scores: tuple[float, float, float]  # MEF-SSIM: unmoved aligned, moved aligned, moved unaligned
-
-
-def rms(found: np.ndarray, truth: np.ndarray, shape: tuple[int, int]) -> float:
-    """RMS distance (pixels) between where two homographies take a 20x20 grid of points spanning ``shape``."""
-    height, width = shape
-    xs, ys = np.meshgrid(np.linspace(0, width - 1, 20), np.linspace(0, height - 1, 20))
-    points = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
-    a, b = found @ points, truth @ points
-    return float(np.sqrt(np.mean(np.sum((a[:2] / a[2] - b[:2] / b[2]) ** 2, axis=0))))
 
 
 def intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:

@@ -19,7 +19,7 @@ from fusionkit.api import Align, Alignment
 from fusionkit.cli.main import cli
 from fusionkit.contracts import CONTRACTS
 from fusionkit.errors import ComponentOptionError, FusionkitError, UnknownComponentError
-from fusionkit.inference.align import align_exposures, describe, turned, warp
+from fusionkit.inference.align import align_exposures, describe, rms, turned, warp
 from fusionkit.inference.deghost import best_exposed
 from fusionkit.plugins import set_registry
 from fusionkit.registry import Registry
@@ -50,15 +50,6 @@ def moved(scene: str, transform_of) -> tuple[torch.Tensor, torch.Tensor, np.ndar
     shifted = unmoved.clone()
     shifted[-1] = warp(photos[-1], offset @ np.linalg.inv(transform), (0, 0, *shape), mode="bicubic")
     return unmoved, shifted, transform
-
-
-def rms(found: np.ndarray, truth: np.ndarray, shape: tuple[int, int]) -> float:
-    """RMS distance (pixels) between where two homographies take a 20x20 grid of points spanning ``shape``."""
-    height, width = shape
-    xs, ys = np.meshgrid(np.linspace(0, width - 1, 20), np.linspace(0, height - 1, 20))
-    points = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
-    a, b = found @ points, truth @ points
-    return float(np.sqrt(np.mean(np.sum((a[:2] / a[2] - b[:2] / b[2]) ** 2, axis=0))))
 
 
 def errors(name: str, unmoved: torch.Tensor, shifted: torch.Tensor, transform: np.ndarray) -> list[float]:

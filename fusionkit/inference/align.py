@@ -82,6 +82,16 @@ def turned(shape: tuple[int, int], dx: float, dy: float, degrees: float) -> np.n
     return transform
 
 
+def rms(found: np.ndarray, truth: np.ndarray, shape: tuple[int, int]) -> float:
+    """RMS distance (pixels) between where two homographies take a 20x20 grid of points spanning ``shape``: how far
+    an estimate is from the truth over the whole image (the measure of docs/align.md)."""
+    height, width = shape
+    xs, ys = np.meshgrid(np.linspace(0, width - 1, 20), np.linspace(0, height - 1, 20))
+    points = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
+    a, b = found @ points, truth @ points
+    return float(np.sqrt(np.mean(np.sum((a[:2] / a[2] - b[:2] / b[2]) ** 2, axis=0))))
+
+
 def describe(homography: np.ndarray, shape: tuple[int, int]) -> str:
     """How ``homography`` moves the image's centre (pixels), turns (degrees, clockwise on screen) and scales it there."""
     height, width = shape
