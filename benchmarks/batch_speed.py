@@ -67,7 +67,7 @@ def section(data: Path, scenes: list[tuple[str, list[Path]]], batches: list[floa
         f"against {len(scenes)} `fusionkit fuse PHOTOS -o OUT/SCENE.jpg` commands, one per scene of `{data.name}` "
         f"({len(scenes)} brackets, {photos} photos of 0.1 to 1 megapixel), each with all its exposures; the default "
         f"model (the shipped pretrained student) and options. Median of {len(batches)} alternating runs after a "
-        f"warm-up command; both write the same files.\n\n"
+        f"warm-up command; both write the same pictures (equal files, or a few values one 8-bit level apart).\n\n"
         "| | wall time | per bracket |\n|---|---|---|\n"
         f"| one `fuse IN_DIR` command | {together:.1f} s | {together / len(scenes):.2f} s |\n"
         f"| one `fuse` command per bracket | {apart:.1f} s | {apart / len(scenes):.2f} s |\n"
@@ -104,6 +104,20 @@ def write_section(text: str) -> None:
     DOC.write_text(doc)
 
 
+def same_picture(batch: Path, alone: Path) -> None:
+    """Stop unless the two fusions are the same picture: equal, or a few 8-bit values one level apart (OpenCV's
+    threads can change the alignment's homography by about 1e-9, which tips the rounding of a handful of values)."""
+    from fusionkit.data.io import read_image
+
+    if batch.read_bytes() == alone.read_bytes():
+        return
+    a, b = read_image(batch), read_image(alone)
+    levels = (a - b).abs().mul(255).round() if a.shape == b.shape else None
+    if levels is None or levels.max() > 1 or (levels > 0).float().mean() > 1e-3:
+        raise SystemExit(f"{batch.stem}: the batch wrote another picture than its own command")
+    print(f"{batch.stem}: {int((levels > 0).sum())} values one level apart from its own command's", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "brackets" / "test")
@@ -122,9 +136,7 @@ def main() -> None:
             batches.append(batch(args.data, work / f"batch-{run}", work))
             print(f"run {run + 1}: batch {batches[-1]:.1f} s, separate {separates[-1]:.1f} s", flush=True)
             for scene, _ in scenes:
-                a, b = (work / f"{kind}-{run}" / f"{scene}.jpg" for kind in ("batch", "separate"))
-                if a.read_bytes() != b.read_bytes():
-                    raise SystemExit(f"{scene}: the batch wrote another file than its own command")
+                same_picture(*(work / f"{kind}-{run}" / f"{scene}.jpg" for kind in ("batch", "separate")))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     together, apart = statistics.median(batches), statistics.median(separates)
     print(f"batch {together:.1f} s, separate {apart:.1f} s, ratio {together / apart:.2f}; load {load}")
