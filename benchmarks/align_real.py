@@ -1,6 +1,6 @@
 """Alignment on real brackets with a known movement; writes docs/align.md.
 
-    python benchmarks/align_real.py [--data FOLDER] [--seed N] [--no-doc]
+    python benchmarks/align_real.py [--data FOLDER] [--split test|train] [--seed N] [--no-doc]
 
 Every scene of ``brackets/test`` (all its exposures, full size as stored) is cut by MARGIN pixels on each side;
 its brightest exposure is then taken again from the uncut photo, moved by a known transform T about the centre
@@ -170,19 +170,21 @@ def document(cases: list[Case], data: Path, seed: int, load: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="the shared data folder (holding brackets/)")
+    parser.add_argument("--split", choices=("test", "train"), default="test",
+                        help="brackets/test (the issue's measure, written to docs/align.md) or brackets/train (a held-out check)")
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/align.md as it is")
     args = parser.parse_args()
     data = Path(args.data or os.environ.get("FUSIONKIT_SHARED_DATA") or REPO.parent / "shared" / "data")
-    scenes = sorted(p for p in (data / "brackets" / "test").glob("*") if p.is_dir())
+    scenes = sorted(p for p in (data / "brackets" / args.split).glob("*") if p.is_dir())
     if not scenes:
-        sys.exit(f"error: no scenes in {data / 'brackets' / 'test'} (give --data or set FUSIONKIT_SHARED_DATA)")
+        sys.exit(f"error: no scenes in {data / 'brackets' / args.split} (give --data or set FUSIONKIT_SHARED_DATA)")
     print(f"CPU: {cpu()}; {len(scenes)} scenes", flush=True)
     rng = np.random.default_rng(args.seed)
     cases = [case for scene in scenes for case in scene_cases(scene, rng)]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(summary(cases))
-    if not args.no_doc:
+    if not args.no_doc and args.split == "test":  # the doc reports the issue's measure
         DOC.write_text(document(cases, data, args.seed, load))
         print(f"wrote {DOC}")
 
