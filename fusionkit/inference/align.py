@@ -43,10 +43,12 @@ class AlignResult:
 
 
 def align_exposures(
-    exposures: Tensor, name: str = "homography", reference: int | None = None, *, log: Callable[[str], None] | None = None
+    exposures: Tensor, name: str = "homography", reference: int | None = None, *, names: list[str] | None = None,
+    log: Callable[[str], None] | None = None, warn: Callable[[str], None] | None = None,
 ) -> AlignResult:
     """Exposures (1, K, 3, H, W) in [0, 1] aligned to ``reference`` (None: :func:`best_exposed`) by the ``align``
-    component ``name``; ``log`` gets one line per exposure saying how it moved, and a warning line on a fallback."""
+    component ``name``; ``log`` gets one line per exposure (called by ``names``, else "exposure k of K") saying how
+    it moved, and ``warn`` (else ``log``, as ``warning: ...``) one line on a fallback."""
     if exposures.dim() != 5 or exposures.shape[0] != 1 or exposures.shape[2] != 3:
         raise FusionkitError(f"align_exposures takes one bracket (1, K, 3, H, W); got {tuple(exposures.shape)}")
     stack = exposures[0]
@@ -59,12 +61,15 @@ def align_exposures(
     if homographies.shape != (count, 3, 3) or not np.isfinite(homographies).all():
         raise FusionkitError(f"align {name!r} gave homographies shaped {homographies.shape}; expected {(count, 3, 3)}, finite")
     say = log or (lambda line: None)
+    labels = names or [f"exposure {k + 1} of {count}" for k in range(count)]
     fell_back = not found.reliable
     if fell_back:
-        say(f"warning: align {name}: {found.note or 'unreliable estimate'}; fusing the exposures unaligned")
+        (warn or (lambda line: say(f"warning: {line}")))(
+            f"align {name} of {', '.join(names) if names else 'the exposures'}: {found.note or 'unreliable estimate'}; "
+            "fusing them unaligned")
         homographies = np.stack([np.eye(3)] * count)
     for k, homography in enumerate(homographies):
-        say(f"align {name}: exposure {k + 1} of {count}: " + ("reference" if k == reference else describe(homography, stack.shape[-2:])))
+        say(f"align {name}: {labels[k]}: " + ("reference" if k == reference else describe(homography, stack.shape[-2:])))
     box = common_box(homographies, tuple(stack.shape[-2:]))
     aligned = torch.stack([warp(image, homography, box) for image, homography in zip(stack, homographies)])
     return AlignResult(aligned.unsqueeze(0), homographies, box, reference, fell_back, found.note)

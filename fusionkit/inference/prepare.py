@@ -20,7 +20,7 @@ from ..colour import luma
 from ..data.exif import order_by_exposure
 from ..data.stack import read_stack
 from ..errors import FusionkitError, param
-from .align import align_exposures, describe
+from .align import AlignResult, align_exposures
 from .deghost import deghost
 
 #: Alignment off, and the alignment used unless another is named (where a plugin provides it).
@@ -84,15 +84,16 @@ def read_prepared(paths: list[Path], steps: BracketSteps = BracketSteps(), *, la
         exposures, names = exposures[:, order], [names[k] for k in order]
     say = report if steps.verbose else (lambda line: None)
     say(f"order: {', '.join(names)} (by {'EXIF exposure' if by_exif else 'brightness'})")
-    alignment = steps.alignment()
+    alignment, reference = steps.alignment(), None
     if alignment != NO_ALIGN:
-        exposures = aligned(exposures, names, alignment, say, warning)
-    if steps.deghost:
-        result = deghost(exposures)
-        exposures = result.exposures
-        moving = ", ".join(f"{name} {mask.mean().item():.1%}" for k, (name, mask) in enumerate(zip(names, result.masks))
-                           if k != result.reference)
-        say(f"deghost: moving content taken from {names[result.reference]}; replaced: {moving}")
+        result = aligned(exposures, names, alignment, say, warning)
+        exposures, reference = result.exposures, result.reference
+    if steps.deghost:  # moving content comes from the exposure the others were aligned to
+        ghosts = deghost(exposures, reference)
+        exposures = ghosts.exposures
+        moving = ", ".join(f"{name} {mask.mean().item():.1%}" for k, (name, mask) in enumerate(zip(names, ghosts.masks))
+                           if k != ghosts.reference)
+        say(f"deghost: moving content taken from {names[ghosts.reference]}; replaced: {moving}")
     return exposures
 
 
@@ -108,16 +109,11 @@ def darkest_first(stack: Tensor) -> list[int]:
 
 
 def aligned(exposures: Tensor, names: list[str], name: str, say: Callable[[str], None],
-            warning: Callable[[str], None]) -> Tensor:
+            warning: Callable[[str], None]) -> AlignResult:
     """``exposures`` aligned by component ``name``; a fallback to none is always reported, the rest through ``say``."""
-    result = align_exposures(exposures, name)
-    if result.fell_back:
-        warning(f"align {name} of {', '.join(names)}: {result.note or 'unreliable estimate'}; fusing them unaligned")
-        return result.exposures
+    result = align_exposures(exposures, name, names=names, log=say, warn=warning)
     shape = tuple(exposures.shape[-2:])
-    for k, (file, homography) in enumerate(zip(names, result.homographies)):
-        say(f"align {name}: {file}: {'reference' if k == result.reference else describe(homography, shape)}")
     top, left, bottom, right = result.box
     if (bottom - top, right - left) != shape:
         say(f"align {name}: cropped to {right - left}x{bottom - top} of {shape[1]}x{shape[0]}, the area every exposure covers")
-    return result.exposures
+    return result
