@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterator
 
@@ -20,7 +20,8 @@ from .refine import Pair, RefineFailed, refine, tone_curve
 RATIO = 0.8
 #: RANSAC's inlier distance, in pixels of the matching size.
 RANSAC_PIXELS = 1.5
-#: The refinement's coarse levels: the refining size divided by the first, and the model updated there.
+#: The refinement's coarse levels: the refining size (the photo's long side where smaller) divided by the first, and
+#: the model updated there.
 COARSE = ((8, "translation"), (4, "similarity"), (2, "similarity"))
 #: At the refining size a homography is refined, kept when the texture pins its corners down to this many pixels
 #: (one standard deviation), else a similarity: texture on one side only, or too little, cannot fix a perspective.
@@ -44,6 +45,7 @@ class View:
     match_size: int
     refine_size: int
     features: int
+    levels: dict = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def normalised(self) -> np.ndarray:
@@ -69,10 +71,12 @@ class View:
 
     def level(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The normalised grey and the mask of unclipped pixels at long side ``size``, and the matrix taking
-        full-size pixel coordinates there."""
-        image, small_from_full = shrunk(self.normalised, size)
-        mask, _ = shrunk(self.valid, size)
-        return image, (mask > 0.5).astype(np.uint8), small_from_full
+        full-size pixel coordinates there (made once per size: every pair and start of this exposure shares it)."""
+        if size not in self.levels:
+            image, small_from_full = shrunk(self.normalised, size)
+            mask, _ = shrunk(self.valid, size)
+            self.levels[size] = image, (mask > 0.5).astype(np.uint8), small_from_full
+        return self.levels[size]
 
 
 class FeatureAlign:
@@ -100,10 +104,18 @@ class FeatureAlign:
         coarse to fine from the start feature matches give (else, or when that ends in disagreement, from a
         searched translation), then checked for a plausible movement and for the two agreeing once aligned."""
         best, best_agreement = None, -1.0
+        finest = min(self.refine_size, max(template.normalised.shape))
+        pairs: dict[int, tuple[Pair, np.ndarray]] = {}
+
+        def compared(size: int) -> tuple[Pair, np.ndarray]:
+            if size not in pairs:
+                pairs[size] = compare(template, moving, size)
+            return pairs[size]
+
         for start in self.starts(template, moving):
             warp, agreement = start, -1.0
             for divisor, model in COARSE:
-                pair, small_from_full = compare(template, moving, max(64, self.refine_size // divisor))
+                pair, small_from_full = compared(max(64, finest // divisor))
                 try:
                     found, agreement, _ = refine(pair, small_from_full @ warp @ np.linalg.inv(small_from_full), model)
                 except RefineFailed:
@@ -113,7 +125,7 @@ class FeatureAlign:
                 best, best_agreement = warp, agreement
             if agreement >= MIN_AGREEMENT:
                 break
-        pair, small_from_full = compare(template, moving, self.refine_size)
+        pair, small_from_full = compared(finest)
         start = small_from_full @ best @ np.linalg.inv(small_from_full)
         try:
             found, agreement, uncertainty = refine(pair, start, "homography")

@@ -12,7 +12,7 @@ the model down.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -87,15 +87,10 @@ class Pair:
         gy = cv2.Sobel(self.template, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
         return textured(np.hypot(gx, gy), self.inside > 0)
 
-    @cached_property
+    @property
     def coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The matrix taking pixel coordinates to ones centred and scaled to about [-1, 1] (so the eight
-        parameters are comparably sized), and every pixel's coordinates (x, y) so, flat."""
-        height, width = self.template.shape
-        scale = 2.0 / max(height, width)
-        norm = np.array([[scale, 0, -scale * (width - 1) / 2], [0, scale, -scale * (height - 1) / 2], [0, 0, 1]])
-        ys, xs = np.mgrid[0:height, 0:width]
-        return norm, (xs * scale + norm[0, 2]).ravel(), (ys * scale + norm[1, 2]).ravel()
+        """See ``coordinates``, for the template's shape."""
+        return coordinates(self.template.shape)
 
     def agreement(self, homography: np.ndarray, predicted: np.ndarray | None = None) -> float:
         """How well the two agree once the moving image is warped by ``homography`` (see ``agreement``)."""
@@ -117,22 +112,37 @@ def refine(pair: Pair, start: np.ndarray, model: str = "homography") -> tuple[np
     predicted = None
     for _ in range(STEPS):
         warped, gx, gy, predicted, use = pair.compared(homography, predicted)
-        x, y, dx, dy = u[use], v[use], gx.ravel()[use] / scale, gy.ravel()[use] / scale
-        residual = (warped.ravel()[use] - predicted.ravel()[use]).astype(np.float64)
+        x, y, dx, dy = u[use], v[use], gx.ravel()[use] / np.float32(scale), gy.ravel()[use] / np.float32(scale)
+        residual = warped.ravel()[use] - predicted.ravel()[use]
         along = dx * x + dy * y
-        jacobian = np.stack([dx * x, dx * y, dx, dy * x, dy * y, dy, -along * x, -along * y], axis=1) @ basis.T
+        # float32 per pixel (half the memory traffic); the 8x8 system is summed by BLAS and solved in float64
+        jacobian = np.stack([dx * x, dx * y, dx, dy * x, dy * y, dy, -along * x, -along * y], axis=1) @ basis.T.astype(np.float32)
         weights = tukey(residual)
         weighted = jacobian * weights[:, None]
-        hessian = weighted.T @ jacobian
-        solved = np.linalg.solve(hessian + 1e-9 * np.eye(len(hessian)), -weighted.T @ residual)
+        hessian = (weighted.T @ jacobian).astype(np.float64)
+        solved = np.linalg.solve(hessian + 1e-9 * np.eye(len(hessian)), -(weighted.T @ residual).astype(np.float64))
         update = np.linalg.inv(norm) @ (np.eye(3) + np.append(basis.T @ solved, 0).reshape(3, 3)) @ norm
         previous = homography
         homography = homography @ update
         homography /= homography[2, 2]
         if movement(previous, homography, corners) < CONVERGED:
             break
-    variance = float((weights * residual**2).sum() / max(weights.sum() - len(hessian), 1.0))
+    variance = float((weights * residual.astype(np.float64) ** 2).sum() / max(float(weights.sum()) - len(hessian), 1.0))
     return homography, pair.agreement(homography, predicted), uncertainty(hessian, variance, basis, norm @ corners) / scale
+
+
+@lru_cache(maxsize=8)
+def coordinates(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The matrix taking pixel coordinates of an image of ``shape`` (H, W) to ones centred and scaled to about
+    [-1, 1] (so the eight parameters are comparably sized), and every pixel's coordinates (x, y) so, flat
+    (float32; shared by every pair of that shape, so never written to)."""
+    height, width = shape
+    scale = 2.0 / max(height, width)
+    norm = np.array([[scale, 0, -scale * (width - 1) / 2], [0, scale, -scale * (height - 1) / 2], [0, 0, 1]])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    u, v = (xs * scale + norm[0, 2]).ravel(), (ys * scale + norm[1, 2]).ravel()
+    u.flags.writeable = v.flags.writeable = False
+    return norm, u, v
 
 
 def uncertainty(hessian: np.ndarray, variance: float, basis: np.ndarray, corners: np.ndarray) -> float:
@@ -150,7 +160,7 @@ def uncertainty(hessian: np.ndarray, variance: float, basis: np.ndarray, corners
 
 def textured(strength: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Where the gradient ``strength`` is above its ``TEXTURE_QUANTILE`` over ``mask`` (estimated on every 7th pixel)."""
-    return strength > np.quantile(strength[mask][::7], TEXTURE_QUANTILE)
+    return strength > np.quantile(strength.ravel()[::7][mask.ravel()[::7]], TEXTURE_QUANTILE)
 
 
 def agreement(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
