@@ -14,7 +14,7 @@ import torch
 
 import fusionkit
 from fusionkit.data.io import read_image
-from fusionkit.evaluation.fusion_metrics import crushed_shadows
+from fusionkit.evaluation.fusion_metrics import crushed_shadows, qabf
 from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
 from fusionkit.runs.checkpoint import load_model, read_recipe
 from fusionkit.training.config import make_config
@@ -69,6 +69,22 @@ def test_tones_loss_rejects_bad_options(options):
         fusionkit.create("loss", "tones", **options)
 
 
+def test_qabf_loss_follows_the_metric_and_its_gradient_sharpens_edges():
+    exposures = real_scene(2)
+    edges = fusionkit.create("loss", "qabf")
+    fused = {name: fusionkit.create("method", name)(exposures) for name in ("mertens", "mean")}
+    for name, image in fused.items():  # continuous luma against 8-bit levels: close, not equal
+        assert 1 - edges(image, exposures, None).item() == pytest.approx(qabf(image, exposures).item(), abs=0.05), name
+    assert edges(fused["mertens"], exposures, None) < edges(fused["mean"], exposures, None)
+    blurred = torch.nn.functional.avg_pool2d(fused["mertens"], 5, stride=1, padding=2, count_include_pad=False).requires_grad_(True)
+    loss = edges(blurred, exposures, None)
+    loss.backward()
+    assert torch.isfinite(blurred.grad).all()
+    with torch.no_grad():  # one small step against the gradient preserves more of the exposures' edges
+        stepped = (blurred - 0.02 * blurred.grad / blurred.grad.abs().max()).clamp(0, 1)
+    assert qabf(stepped, exposures) > qabf(blurred.detach(), exposures)
+
+
 def test_mef_opt_raises_mef_ssim_above_mertens_on_a_real_pair():
     exposures = real_scene(2, side=176)
     mertens = fusionkit.create("method", "mertens")(exposures)
@@ -80,9 +96,18 @@ def test_mef_opt_raises_mef_ssim_above_mertens_on_a_real_pair():
     assert gain > 0.002
 
 
+def test_mef_opt_edge_weight_keeps_more_edges():
+    exposures = real_scene(2, side=176)
+    with torch.inference_mode():
+        plain, edged = (fusionkit.create("method", "mef_opt", iterations=25, edge_weight=w)(exposures) for w in (0.0, 2.0))
+    assert qabf(edged, exposures) > qabf(plain, exposures)
+
+
 def test_mef_opt_rejects_bad_options():
     with pytest.raises(fusionkit.FusionkitError, match="iterations"):
         fusionkit.create("method", "mef_opt", iterations=0)
+    with pytest.raises(fusionkit.FusionkitError, match="edge_weight"):
+        fusionkit.create("method", "mef_opt", edge_weight=-1)
 
 
 def test_student_without_distillation_trains_without_a_teacher(tmp_path):

@@ -36,7 +36,7 @@ from ..errors import (
     UnknownComponentError,
     param,
 )
-from ..evaluation.fusion_metrics import brightest_luma, crushed_shadows, normalized_mutual_information, qabf
+from ..evaluation.fusion_metrics import QABF_CONSTANTS, brightest_luma, crushed_shadows, normalized_mutual_information, qabf
 from ..evaluation.mef_ssim import SCALE_WEIGHTS as MEF_SSIM_SCALE_WEIGHTS
 from ..evaluation.mef_ssim import WINDOW as MEF_SSIM_WINDOW
 from ..evaluation.mef_ssim import mef_ssim, mef_ssim_rgb
@@ -70,7 +70,7 @@ __all__ = [
     "FusionNet", "WeightBlend", "GRAY", "gray", "mertens_weights", "pyramid_blend", "blend_rows", "WholeImagePool",
     "upsample_like", "fit_within",
     # building blocks: scores and losses
-    "FunctionMetric", "psnr", "ssim", "mef_ssim", "mef_ssim_rgb", "MEF_SSIM_WINDOW", "MEF_SSIM_SCALE_WEIGHTS", "qabf",
+    "FunctionMetric", "psnr", "ssim", "mef_ssim", "mef_ssim_rgb", "MEF_SSIM_WINDOW", "MEF_SSIM_SCALE_WEIGHTS", "qabf", "QABF_CONSTANTS",
     "normalized_mutual_information", "crushed_shadows", "brightest_luma", "build_perceptual_loss",
     # building blocks: datasets
     "Bracket", "SceneIndex", "find_brackets", "find_scenes",

@@ -22,6 +22,8 @@ from .metrics import MetricInputError
 GAMMA_G, K_G, SIGMA_G = 0.9994, -15.0, 0.5
 GAMMA_A, K_A, SIGMA_A = 0.9879, -22.0, 0.8
 L = 1
+#: The two sigmoids' constants, (Gamma, k, sigma) for strength then orientation, for losses that copy the metric.
+QABF_CONSTANTS = ((GAMMA_G, K_G, SIGMA_G), (GAMMA_A, K_A, SIGMA_A))
 
 #: Pixels (times images) a metric works on at once: large photos are scored in strips of rows, each with
 #: the neighbours its filters need, so a 24-megapixel bracket needs a few GB at most and scores the same.

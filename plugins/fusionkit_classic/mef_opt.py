@@ -18,8 +18,9 @@ class MEFOpt(FusionMethod):
     Photos longer than ``work_size`` are scaled to it (logits optimised on a smaller copy of a photo
     transfer poorly: at 640 px they scored below Mertens at 1200 px); one logit per exposure and ``cell`` x ``cell``
     pixels, upsampled bilinearly and added to the log of Mertens' weights, is optimised with Adam for
-    ``iterations`` steps of ``lr`` on ``1 - MEF-SSIM + tone_weight * tones`` (the ``mef_ssim`` and
-    ``tones`` losses); the logits then blend the full-resolution photos in a Laplacian pyramid at
+    ``iterations`` steps of ``lr`` on ``1 - MEF-SSIM + tone_weight * tones + edge_weight * (1 - smooth Q^AB/F)``
+    (the ``mef_ssim``, ``tones`` with ``shadow_weight`` and ``qabf`` losses); the logits then blend the
+    full-resolution photos in a Laplacian pyramid at
     every level. Optimising weights, not pixels, measured better edge preservation (Q^AB/F) and fewer
     crushed shadows than pixel ascent (docs/pretrained.md, "What was tried").
     """
@@ -29,16 +30,19 @@ class MEFOpt(FusionMethod):
 
     def __init__(
         self, iterations: int = 60, lr: float = 0.2, cell: int = 8, work_size: int = 2048, tone_weight: float = 0.3,
+        edge_weight: float = 0.0, shadow_weight: float = 10.0,
     ) -> None:
         super().__init__()
         for name, value in (("iterations", iterations), ("cell", cell), ("work_size", work_size)):
             if not isinstance(value, int) or value < 1:
                 raise ComponentOptionError(f"method 'mef_opt': {name} must be a whole number >= 1; got {value!r}")
-        if not lr > 0 or tone_weight < 0:
-            raise ComponentOptionError("method 'mef_opt': lr must be > 0 and tone_weight >= 0")
+        if not lr > 0 or min(tone_weight, edge_weight, shadow_weight) < 0:
+            raise ComponentOptionError("method 'mef_opt': lr must be > 0; tone_weight, edge_weight and shadow_weight >= 0")
         self.iterations, self.lr, self.cell, self.work_size, self.tone_weight = iterations, float(lr), cell, work_size, float(tone_weight)
+        self.edge_weight = float(edge_weight)
         self.mef_ssim = fusionkit.create("loss", "mef_ssim")
-        self.tones = fusionkit.create("loss", "tones")
+        self.tones = fusionkit.create("loss", "tones", shadow_weight=shadow_weight)
+        self.edges = fusionkit.create("loss", "qabf")
         self.blend = WeightBlend("pyramid", "mertens", fine_levels=None)
 
     def logits(self, exposures: torch.Tensor) -> torch.Tensor:
@@ -53,6 +57,8 @@ class MEFOpt(FusionMethod):
                 weights = torch.softmax(_upsampled(z, size)[:, :, None] + prior, dim=1)
                 fused = pyramid_blend(small, weights).clamp(0, 1)
                 loss = self.mef_ssim(fused, small, None) + self.tone_weight * self.tones(fused, small, None)
+                if self.edge_weight:
+                    loss = loss + self.edge_weight * self.edges(fused, small, None)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

@@ -5,7 +5,7 @@ and dataset readers (``exposure_errors``, ``brackets``)."""
 from fusionkit import hookimpl
 
 from .datasets import BracketsDataset, ExposureErrorsDataset
-from .losses import L1Reconstruction, MEFSSIMLoss, Perceptual, ToneLoss
+from .losses import EdgeLoss, L1Reconstruction, MEFSSIMLoss, Perceptual, ToneLoss
 from .metrics import crushed_shadows_metric, mef_ssim_metric, nmi_metric, psnr_metric, qabf_metric, ssim_metric
 
 
@@ -21,5 +21,6 @@ def register_components(register):
     register("loss", "perceptual", Perceptual)
     register("loss", "mef_ssim", MEFSSIMLoss)
     register("loss", "tones", ToneLoss)
+    register("loss", "qabf", EdgeLoss)
     register("dataset", "exposure_errors", ExposureErrorsDataset)
     register("dataset", "brackets", BracketsDataset)

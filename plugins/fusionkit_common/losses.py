@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusionkit.api import GRAY, ComponentOptionError, brightest_luma, build_perceptual_loss, gray, mef_ssim, mertens_weights, pyramid_blend
+from fusionkit.api import GRAY, QABF_CONSTANTS, ComponentOptionError, brightest_luma, build_perceptual_loss, gray, mef_ssim, mertens_weights, pyramid_blend
 from fusionkit.api import MEF_SSIM_SCALE_WEIGHTS as SCALE_WEIGHTS
 from fusionkit.api import MEF_SSIM_WINDOW as WINDOW
 
@@ -108,3 +109,32 @@ class ToneLoss(nn.Module):
         brightest = brightest_luma(exposures)[:, None]
         floor = torch.where((brightest >= 0.1) & (brightest <= 0.9), (self.shadow_floor * brightest).clamp_(max=self.shadow_cap), 0.0)
         return tones, floor
+
+
+class EdgeLoss(nn.Module):
+    """1 - a smooth Q^AB/F: Petrović and Xydeas' edge preservation, differentiable, as a loss.
+
+    The metric's sigmoids of relative edge strength and orientation, weighted by each exposure's edge
+    strength, on continuous luma rather than 8-bit levels; the orientation difference is the angle between
+    the two gradients' lines (in [0, pi/2]), which the metric approximates without wrapping.
+    """
+
+    needs_reference = False
+
+    def forward(self, fused: Tensor, exposures: Tensor, reference: Tensor | None) -> Tensor:
+        (gamma_g, k_g, sigma_g), (gamma_a, k_a, sigma_a) = QABF_CONSTANTS
+        f = _sobel(gray(*fused.float().unbind(-3))[:, None])  # (N, 1, 2, H, W)
+        with torch.no_grad():
+            x = _sobel(gray(*exposures.float().unbind(-3)))  # (N, K, 2, H, W)
+            g_x = x.norm(dim=2)
+        g_f = (f.square().sum(dim=2) + 1e-12).sqrt()
+        strength = torch.minimum(g_x, g_f) / torch.maximum(g_x, g_f).clamp_min(1e-6)
+        cosine = ((f * x).sum(dim=2).abs() / (g_f * g_x).clamp_min(1e-6)).clamp(0, 1 - 1e-6)
+        orientation = 1 - torch.acos(cosine) / (math.pi / 2)
+        kept = gamma_g * torch.sigmoid(-k_g * (strength - sigma_g)) * gamma_a * torch.sigmoid(-k_a * (orientation - sigma_a))
+        return 1 - (kept * g_x).sum() / g_x.sum().clamp_min(1e-6)
+
+
+def _sobel(images: Tensor) -> Tensor:
+    """Sobel derivatives (..., 2, H, W) of (N, C, H, W) images (replicated borders)."""
+    return kornia.filters.spatial_gradient(images, mode="sobel", normalized=True)

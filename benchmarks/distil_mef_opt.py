@@ -1,0 +1,277 @@
+"""Distil ``mef_opt`` into a student that fuses any number of exposures, by regressing the teacher's logits.
+
+    python benchmarks/distil_mef_opt.py teach data/distil [--teacher-option edge_weight=0.15]  # resumable
+    python benchmarks/distil_mef_opt.py train data/distil runs/distilled [--steps 1500]       # resumable
+    python benchmarks/distil_mef_opt.py score runs/distilled                                   # validation only
+
+The teacher, ``mef_opt``, runs at full size on the darkest and brightest exposure of every training bracket
+(with ``--triplets`` also on the darkest, middle and brightest where a bracket has three or more). The scenes are ``brackets/train``
+(every 5th held out for validation, as ``pack_real_brackets.py`` does) and ``sice/train`` (its references
+unused). Its logits (one per exposure and 8x8 px, added to the log of Mertens' weights, every pyramid level) are
+what the student learns: the network sees the photographs at fuse's work size, and its logits, centred over the
+exposures, are pulled towards the teacher's by mean squared error. Learning the whole image's logits rather
+than MEF-SSIM on crops matters: each crop's own optimum pulled an earlier student away from the whole image's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+import fusionkit
+from fusionkit.data.brackets import Bracket, find_brackets
+from fusionkit.data.io import read_image
+from fusionkit.evaluation.fusion_metrics import crushed_shadows, qabf
+from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
+from fusionkit.evaluation.metrics import psnr
+from fusionkit.files import write_atomic, write_json
+from fusionkit.inference.pipeline import fuse_with_model, student_input
+from fusionkit.models.fusionnet import pad_to_multiple
+from fusionkit.runs.checkpoint import load_model, make_recipe, save_model
+
+ROOT = Path(__file__).resolve().parent.parent
+VALIDATION_EVERY = 5  # as pack_real_brackets.py: every 5th brackets/train scene is held out
+WORK_SIZE = 512  # fuse's default work size for weight-map students
+STUDENT_OPTIONS = {"width": 32, "num_inputs": None, "fine_levels": None}
+
+
+def data_root(given: str | None) -> Path:
+    root = Path(given or os.environ.get("FUSIONKIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    if not (root / "brackets" / "train").is_dir():
+        sys.exit(f"error: real data not found in {root} (give --data or set FUSIONKIT_SHARED_DATA)")
+    return root
+
+
+def scenes(root: Path) -> tuple[list[tuple[str, Bracket]], list[tuple[str, Bracket]], list[Bracket]]:
+    """(training, validation) named brackets, and sice/train (with references) for the tone check."""
+    training, validation = [], []
+    for index, bracket in enumerate(find_brackets(root / "brackets", "train")):
+        (validation if index % VALIDATION_EVERY == VALIDATION_EVERY - 1 else training).append((bracket.name, bracket))
+    sice = find_brackets(root / "sice", "train")
+    training += [(f"sice-{bracket.name}", bracket) for bracket in sice]
+    return training, validation, sice
+
+
+def subsets(bracket: Bracket, triplets: bool) -> list[list[Path]]:
+    """Darkest + brightest; with ``triplets``, also darkest + middle + brightest where there are three or more."""
+    photos = bracket.exposures
+    chosen = [[photos[0], photos[-1]]]
+    if triplets and len(photos) >= 3:
+        chosen.append([photos[0], photos[len(photos) // 2], photos[-1]])
+    return chosen
+
+
+def read_bracket(paths: list[Path]) -> torch.Tensor:
+    return torch.stack([read_image(p) for p in paths])[None]
+
+
+def teach(args: argparse.Namespace) -> None:
+    """Write the teacher's logits of every training and validation subset to OUT/<split>/<scene>-<K>.safetensors."""
+    options = parse_options(args.teacher_option)
+    teacher = fusionkit.create("method", "mef_opt", **options)
+    training, validation, _ = scenes(data_root(args.data))
+    out = Path(args.out)
+    jobs = [(split, name, paths) for split, named in (("train", training), ("val", validation)) for name, bracket in named for paths in subsets(bracket, args.triplets)]
+    for split, name, paths in tqdm(jobs, desc="teacher logits", unit="bracket"):
+        target = out / split / f"{name}-{len(paths)}.safetensors"
+        if target.exists():
+            continue  # a rerun finishes only the rest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        logits = teacher.logits(read_bracket(paths))[0].contiguous()
+        metadata = {"exposures": json.dumps([str(p) for p in paths]), "teacher": json.dumps({"mef_opt": options})}
+        write_atomic(target, lambda tmp: save_file({"logits": logits}, str(tmp), metadata=metadata))
+
+
+def parse_options(items: list[str]) -> dict:
+    """KEY=VALUE pairs, each value read as JSON (numbers, null) or else kept as text."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"error: --teacher-option {item!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def sample(path: Path, multiple: int) -> dict:
+    """One teacher file as the network's input at the work size and the centred target logits, both padded."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        paths = [Path(p) for p in json.loads(handle.metadata()["exposures"])]
+    logits = load_file(str(path))["logits"][None]
+    exposures = read_bracket(paths)
+    h, w = exposures.shape[-2:]
+    scale = min(1.0, WORK_SIZE / max(h, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = F.interpolate(exposures.flatten(0, 1), size=size, mode="bilinear", antialias=True, align_corners=False)
+    small = small.clamp(0, 1).unflatten(0, exposures.shape[:2])
+    target = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    target = target - target.mean(dim=1, keepdim=True)
+    padded, _ = pad_to_multiple(small.flatten(0, 1), multiple)
+    net_input = student_input(padded.unflatten(0, small.shape[:2]), "rgb")
+    pad = (0, net_input.shape[-1] - size[1], 0, net_input.shape[-2] - size[0])
+    mask = F.pad(torch.ones(1, 1, *size), pad)
+    return {"input": net_input, "target": F.pad(target, pad), "mask": mask, "name": path.stem}
+
+
+def centred_error(model: torch.nn.Module, batch_input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the network's logits and the target, both centred over the exposures."""
+    logits = model(batch_input)
+    logits = logits - logits.mean(dim=1, keepdim=True)
+    return ((logits - target).square() * mask).sum() / (mask.sum() * target.shape[1])
+
+
+def crops(group: list[dict], batch: int, crop: int, generator: random.Random) -> tuple[torch.Tensor, ...]:
+    """``batch`` random crops (with random horizontal flips) of samples that share one exposure count."""
+    inputs, targets, masks = [], [], []
+    for item in (generator.choice(group) for _ in range(batch)):
+        h, w = item["input"].shape[-2:]
+        size_h, size_w = min(crop, h), min(crop, w)
+        top, left = generator.randrange(h - size_h + 1), generator.randrange(w - size_w + 1)
+        parts = [item[key][..., top : top + size_h, left : left + size_w] for key in ("input", "target", "mask")]
+        if generator.random() < 0.5:
+            parts = [p.flip(-1) for p in parts]
+        parts = [F.pad(p, (0, crop - size_w, 0, crop - size_h)) for p in parts]
+        inputs.append(parts[0]), targets.append(parts[1]), masks.append(parts[2])
+    return torch.cat(inputs), torch.cat(targets), torch.cat(masks)
+
+
+@torch.no_grad()
+def validation_error(model: torch.nn.Module, samples: list[dict]) -> float:
+    model.eval()
+    errors = [float(centred_error(model, s["input"], s["target"], s["mask"])) for s in samples]
+    model.train()
+    return sum(errors) / len(errors)
+
+
+def train(args: argparse.Namespace) -> None:
+    """Regress the teacher's logits; keep the checkpoint with the lowest validation error (``student``)."""
+    torch.manual_seed(args.seed)
+    generator = random.Random(args.seed)
+    model = load_model(args.init)[0] if args.init else fusionkit.create("student", "se_strip", **STUDENT_OPTIONS)
+    model.train()
+    multiple = model.multiple_of
+    folder, run = Path(args.teacher), Path(args.run_dir)
+    training = [sample(p, multiple) for p in tqdm(sorted((folder / "train").glob("*.safetensors")), desc="loading", unit="file")]
+    validation = [sample(p, multiple) for p in sorted((folder / "val").glob("*.safetensors"))]
+    if not training or not validation:
+        sys.exit(f"error: no teacher logits in {folder}/train and {folder}/val (run the teach step first)")
+    groups: dict[int, list[dict]] = {}
+    for item in training:
+        groups.setdefault(item["target"].shape[1], []).append(item)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, args.steps) / args.steps)))
+    run.mkdir(parents=True, exist_ok=True)
+    state_path, step, best = run / "distil.state.pt", 0, math.inf
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"]), optimiser.load_state_dict(state["optimiser"]), schedule.load_state_dict(state["schedule"])
+        step, best = state["step"], state["best"]
+        generator.seed(args.seed + step)
+        print(f"resuming at step {step} (best validation error {best:.4f})")
+    recipe = make_recipe(
+        "student", "se_strip", STUDENT_OPTIONS, role="student",
+        color="rgb", complete=False, losses={"teacher_logits": 1.0},
+        recipe={"command": "python benchmarks/distil_mef_opt.py " + " ".join(sys.argv[1:]), "teacher": str(folder),
+                "steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr, "seed": args.seed,
+                "init": args.init},
+    )
+    started, log = time.perf_counter(), []
+    if step == 0:
+        zero = sum(float((s["target"].square() * s["mask"]).sum() / (s["mask"].sum() * s["target"].shape[1])) for s in validation) / len(validation)
+        log.append({"step": 0, "validation": round(validation_error(model, validation), 5), "mertens": round(zero, 5)})
+        tqdm.write(json.dumps(log[-1]))
+    counts = sorted(groups)
+    weights = [len(groups[k]) for k in counts]
+    with tqdm(total=args.steps, initial=step, desc="distilling", unit="step") as bar:
+        while step < args.steps:
+            group = groups[generator.choices(counts, weights)[0]]
+            loss = centred_error(model, *crops(group, args.batch_size, args.crop, generator))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step(), schedule.step()
+            step += 1
+            bar.update(1), bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step % args.eval_every == 0 or step == args.steps:
+                error = validation_error(model, validation)
+                log.append({"step": step, "train": round(loss.item(), 5), "validation": round(error, 5), "seconds": round(time.perf_counter() - started)})
+                tqdm.write(json.dumps(log[-1]))
+                if error < best:
+                    best = error
+                    save_model(run / "student", model, {**recipe, "step": step, "complete": step == args.steps, "validation_error": error})
+                state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(), "step": step, "best": best}
+                write_atomic(state_path, lambda tmp: torch.save(state, tmp))
+                write_json(run / "log.json", log)
+    print(f"best validation error {best:.4f}; student in {run / 'student.safetensors'}")
+
+
+@torch.no_grad()
+def score(args: argparse.Namespace) -> None:
+    """Validation scores of a distilled run against mertens: held-out brackets/train (MEF-SSIM, Q^AB/F, crushed
+    shadows) and sice/train (PSNR to SICE's references; training scenes, a check that tones are kept)."""
+    _, validation, sice = scenes(data_root(args.data))
+    model, _ = load_model(Path(args.run) / "student")
+    model.eval()
+    mertens = fusionkit.create("method", "mertens")
+    methods = {"mertens": mertens, "student": lambda x: fuse_with_model(model, x, work_size=WORK_SIZE)}
+    results = {}
+    for label, method in methods.items():
+        rows = []
+        for _, bracket in validation:
+            x = read_bracket([bracket.exposures[0], bracket.exposures[-1]])
+            f = method(x).clamp(0, 1)
+            rows.append((float(mef_ssim_rgb(f, x)), float(qabf(f, x)), float(crushed_shadows(f, x))))
+        tones = []
+        for bracket in sice:
+            x = read_bracket([bracket.exposures[0], bracket.exposures[-1]])
+            tones.append(float(psnr(method(x).clamp(0, 1), read_image(bracket.reference)[None])))
+        results[label] = {
+            "mef_ssim": sum(r[0] for r in rows) / len(rows), "qabf": sum(r[1] for r in rows) / len(rows),
+            "crushed_shadows": sum(r[2] for r in rows) / len(rows), "sice_train_psnr": sum(tones) / len(tones),
+        }
+        print(label, json.dumps({k: round(v, 5) for k, v in results[label].items()}), flush=True)
+    write_json(Path(args.run) / "validation.json", results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="the shared data folder (else $FUSIONKIT_SHARED_DATA, else ../shared/data)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    step = commands.add_parser("teach", help="the teacher's logits of every training and validation bracket")
+    step.add_argument("out")
+    step.add_argument("--teacher-option", action="append", default=[], help="KEY=VALUE for mef_opt (repeatable)")
+    step.add_argument("--triplets", action="store_true", help="also darkest + middle + brightest (twice the teacher's time)")
+    step = commands.add_parser("train", help="regress the teacher's logits")
+    step.add_argument("teacher")
+    step.add_argument("run_dir")
+    step.add_argument("--steps", type=int, default=1500)
+    step.add_argument("--batch-size", type=int, default=8)
+    step.add_argument("--crop", type=int, default=192)
+    step.add_argument("--lr", type=float, default=1e-3)
+    step.add_argument("--eval-every", type=int, default=100)
+    step.add_argument("--seed", type=int, default=0)
+    step.add_argument("--init", help="a student checkpoint (se_strip, any number of exposures) to start from")
+    step = commands.add_parser("score", help="validation scores against mertens")
+    step.add_argument("run")
+    args = parser.parse_args()
+    {"teach": teach, "train": train, "score": score}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""``benchmarks/distil_mef_opt.py`` end to end on a tiny data folder: the teacher's logits are written once (a
+rerun skips them), the student regresses them to a lower validation error than Mertens' zero logits, and the
+result loads and fuses as a student checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from fusionkit.runs.checkpoint import load_model
+from tests.test_real_brackets import textured_brackets
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "distil_mef_opt.py"
+
+
+def distil(*args: str, data: Path) -> str:
+    command = [sys.executable, str(SCRIPT), "--data", str(data), *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
+
+
+def test_the_student_learns_the_teachers_logits(tmp_path):
+    data = tmp_path / "shared"
+    textured_brackets(data / "brackets", reference=False, exposures=3)
+    (data / "brackets" / "test").rename(data / "brackets" / "extra")  # five training scenes: one held out
+    for scene in (data / "brackets" / "extra").iterdir():
+        scene.rename(data / "brackets" / "train" / f"x{scene.name}")
+    textured_brackets(data / "sice", reference=True, exposures=2)
+    teacher = tmp_path / "teacher"
+    distil("teach", str(teacher), "--teacher-option", "iterations=15", "--teacher-option", "edge_weight=0.15", data=data)
+    written = sorted(p.name for p in teacher.rglob("*.safetensors"))
+    assert len(list((teacher / "val").iterdir())) == 1 and len(written) == 6 + 4  # 5 + 4 sice pairs, 1 held out
+    stamp = {p: p.stat().st_mtime_ns for p in teacher.rglob("*.safetensors")}
+    distil("teach", str(teacher), data=data)
+    assert {p: p.stat().st_mtime_ns for p in teacher.rglob("*.safetensors")} == stamp  # a rerun finishes only the rest
+
+    run = tmp_path / "run"
+    distil("train", str(teacher), str(run), "--steps", "40", "--eval-every", "20", "--batch-size", "2", "--crop", "48", "--lr", "3e-3", data=data)
+    log = json.loads((run / "log.json").read_text())
+    assert log[0]["step"] == 0 and log[-1]["step"] == 40
+    assert min(row["validation"] for row in log[1:]) < log[0]["mertens"]
+    model, recipe = load_model(run / "student")
+    assert recipe["recipe"]["teacher"] == str(teacher) and recipe["losses"] == {"teacher_logits": 1.0}
+    exposures = torch.rand(1, 3, 3, 40, 52)
+    with torch.no_grad():
+        logits = model.eval()(torch.randn(1, 9, 40, 52))
+    assert logits.shape == (1, 3, 40, 52) and torch.isfinite(logits).all()
+    assert model.fuse(exposures, lambda top, bottom: logits[..., top:bottom, :]).shape == (1, 3, 40, 52)
