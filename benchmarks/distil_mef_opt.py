@@ -2,15 +2,18 @@
 
     python benchmarks/distil_mef_opt.py teach data/distil [--teacher-option edge_weight=0.15]  # resumable
     python benchmarks/distil_mef_opt.py train data/distil runs/distilled [--steps 1500]       # resumable
-    python benchmarks/distil_mef_opt.py score runs/distilled                                   # validation only
+    python benchmarks/distil_mef_opt.py score runs/distilled [--teacher ...]                   # validation only
+    python benchmarks/distil_mef_opt.py ship runs/distilled                                    # the shipped student
 
 The teacher, ``mef_opt``, runs at full size on the darkest and brightest exposure of every training bracket
-(with ``--triplets`` also on the darkest, middle and brightest where a bracket has three or more). The scenes are ``brackets/train``
-(every 5th held out for validation, as ``pack_real_brackets.py`` does) and ``sice/train`` (its references
-unused). Its logits (one per exposure and 8x8 px, added to the log of Mertens' weights, every pyramid level) are
-what the student learns: the network sees the photographs at fuse's work size, and its logits, centred over the
-exposures, are pulled towards the teacher's by mean squared error. Learning the whole image's logits rather
-than MEF-SSIM on crops matters: each crop's own optimum pulled an earlier student away from the whole image's.
+(with ``--triplets`` also on the darkest, middle and brightest where there are three or more). The scenes are
+``brackets/train`` (every 5th held out for validation, as ``pack_real_brackets.py`` does) and ``sice/train`` (its
+references unused). Its logits (one per exposure and 8x8 px, added to the log of Mertens' weights, every pyramid
+level) are what the student learns: the network sees the photographs at fuse's work size, and the blend weights
+its logits give on Mertens' are pulled towards the teacher's (``--space weights``, mean absolute difference;
+``logits``: mean squared difference of the logits themselves, which also counts places where the weights are
+settled whatever the logits). Whole-image targets rather than MEF-SSIM on crops: each crop's own optimum pulled
+an earlier student away from the whole image's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 import fusionkit
+from fusionkit.api import mertens_weights, pyramid_blend
 from fusionkit.data.brackets import Bracket, find_brackets
 from fusionkit.data.io import read_image
 from fusionkit.evaluation.fusion_metrics import crushed_shadows, qabf
@@ -122,39 +126,54 @@ def sample(path: Path, multiple: int) -> dict:
     small = small.clamp(0, 1).unflatten(0, exposures.shape[:2])
     target = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
     target = target - target.mean(dim=1, keepdim=True)
+    prior = mertens_weights(small)[:, :, 0].clamp_min(1e-12).log()
     padded, _ = pad_to_multiple(small.flatten(0, 1), multiple)
     net_input = student_input(padded.unflatten(0, small.shape[:2]), "rgb")
     pad = (0, net_input.shape[-1] - size[1], 0, net_input.shape[-2] - size[0])
     mask = F.pad(torch.ones(1, 1, *size), pad)
-    return {"input": net_input, "target": F.pad(target, pad), "mask": mask, "name": path.stem}
+    return {"input": net_input, "target": F.pad(target, pad), "prior": F.pad(prior, pad), "mask": mask, "small": F.pad(small, pad)}
 
 
-def centred_error(model: torch.nn.Module, batch_input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between the network's logits and the target, both centred over the exposures."""
-    logits = model(batch_input)
-    logits = logits - logits.mean(dim=1, keepdim=True)
-    return ((logits - target).square() * mask).sum() / (mask.sum() * target.shape[1])
+def error(model, space: str, batch: dict, tones: torch.nn.Module | None = None, tone_weight: float = 0.0) -> torch.Tensor:
+    """How far the network is from the teacher: in ``logits`` the mean squared difference of the logits, both
+    centred over the exposures; in ``weights`` the mean absolute difference of the blend weights they give on
+    Mertens' (logits matter only where the weights are not already settled). With ``tone_weight``, plus that
+    times the ``tones`` loss of the blend (Mertens' local tones, and no crushed shadows)."""
+    logits, target, mask = model(batch["input"]), batch["target"], batch["mask"]
+    if space == "logits":
+        logits = logits - logits.mean(dim=1, keepdim=True)
+        return ((logits - target).square() * mask).sum() / (mask.sum() * target.shape[1])
+    weights = torch.softmax(batch["prior"] + logits, dim=1)
+    distance = ((weights - torch.softmax(batch["prior"] + target, dim=1)).abs() * mask).sum() / (mask.sum() * target.shape[1])
+    if not tone_weight:
+        return distance
+    fused = pyramid_blend(batch["small"], weights[:, :, None]).clamp(0, 1)
+    return distance + tone_weight * tones(fused, batch["small"], None)
+
+
+def mertens_error(space: str, item: dict) -> float:
+    """The distance for Mertens' own weights (zero logits), the figure to beat."""
+    return float(error(lambda x: torch.zeros_like(item["target"]), space, item))
 
 
 def crops(group: list[dict], batch: int, crop: int, generator: random.Random) -> tuple[torch.Tensor, ...]:
     """``batch`` random crops (with random horizontal flips) of samples that share one exposure count."""
-    inputs, targets, masks = [], [], []
+    keys, parts = ("input", "target", "prior", "mask", "small"), []
     for item in (generator.choice(group) for _ in range(batch)):
         h, w = item["input"].shape[-2:]
         size_h, size_w = min(crop, h), min(crop, w)
         top, left = generator.randrange(h - size_h + 1), generator.randrange(w - size_w + 1)
-        parts = [item[key][..., top : top + size_h, left : left + size_w] for key in ("input", "target", "mask")]
+        cut = [item[key][..., top : top + size_h, left : left + size_w] for key in keys]
         if generator.random() < 0.5:
-            parts = [p.flip(-1) for p in parts]
-        parts = [F.pad(p, (0, crop - size_w, 0, crop - size_h)) for p in parts]
-        inputs.append(parts[0]), targets.append(parts[1]), masks.append(parts[2])
-    return torch.cat(inputs), torch.cat(targets), torch.cat(masks)
+            cut = [p.flip(-1) for p in cut]
+        parts.append([F.pad(p, (0, crop - size_w, 0, crop - size_h)) for p in cut])
+    return {key: torch.cat(column) for key, column in zip(keys, zip(*parts))}
 
 
 @torch.no_grad()
-def validation_error(model: torch.nn.Module, samples: list[dict]) -> float:
+def validation_error(model: torch.nn.Module, space: str, samples: list[dict]) -> float:
     model.eval()
-    errors = [float(centred_error(model, s["input"], s["target"], s["mask"])) for s in samples]
+    errors = [float(error(model, space, s)) for s in samples]
     model.train()
     return sum(errors) / len(errors)
 
@@ -171,6 +190,9 @@ def train(args: argparse.Namespace) -> None:
     validation = [sample(p, multiple) for p in sorted((folder / "val").glob("*.safetensors"))]
     if not training or not validation:
         sys.exit(f"error: no teacher logits in {folder}/train and {folder}/val (run the teach step first)")
+    if args.tone_weight and args.space != "weights":
+        sys.exit("error: --tone-weight needs --space weights (the tones are those of the blend)")
+    tones = fusionkit.create("loss", "tones")
     groups: dict[int, list[dict]] = {}
     for item in training:
         groups.setdefault(item["target"].shape[1], []).append(item)
@@ -186,22 +208,22 @@ def train(args: argparse.Namespace) -> None:
         print(f"resuming at step {step} (best validation error {best:.4f})")
     recipe = make_recipe(
         "student", "se_strip", STUDENT_OPTIONS, role="student",
-        color="rgb", complete=False, losses={"teacher_logits": 1.0},
+        color="rgb", complete=False, losses={f"teacher_{args.space}": 1.0, **({"tones": args.tone_weight} if args.tone_weight else {})},
         recipe={"command": "python benchmarks/distil_mef_opt.py " + " ".join(sys.argv[1:]), "teacher": str(folder),
                 "steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr, "seed": args.seed,
-                "init": args.init},
+                "init": args.init, "space": args.space, "tone_weight": args.tone_weight},
     )
     started, log = time.perf_counter(), []
     if step == 0:
-        zero = sum(float((s["target"].square() * s["mask"]).sum() / (s["mask"].sum() * s["target"].shape[1])) for s in validation) / len(validation)
-        log.append({"step": 0, "validation": round(validation_error(model, validation), 5), "mertens": round(zero, 5)})
-        tqdm.write(json.dumps(log[-1]))
+        zero = sum(mertens_error(args.space, s) for s in validation) / len(validation)
+        log.append({"step": 0, "validation": round(validation_error(model, args.space, validation), 5), "mertens": round(zero, 5)})
+        tqdm.write(json.dumps(log[-1])), sys.stdout.flush()
     counts = sorted(groups)
     weights = [len(groups[k]) for k in counts]
     with tqdm(total=args.steps, initial=step, desc="distilling", unit="step") as bar:
         while step < args.steps:
             group = groups[generator.choices(counts, weights)[0]]
-            loss = centred_error(model, *crops(group, args.batch_size, args.crop, generator))
+            loss = error(model, args.space, crops(group, args.batch_size, args.crop, generator), tones, args.tone_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -209,12 +231,12 @@ def train(args: argparse.Namespace) -> None:
             step += 1
             bar.update(1), bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % args.eval_every == 0 or step == args.steps:
-                error = validation_error(model, validation)
-                log.append({"step": step, "train": round(loss.item(), 5), "validation": round(error, 5), "seconds": round(time.perf_counter() - started)})
-                tqdm.write(json.dumps(log[-1]))
-                if error < best:
-                    best = error
-                    save_model(run / "student", model, {**recipe, "step": step, "complete": step == args.steps, "validation_error": error})
+                found = validation_error(model, args.space, validation)
+                log.append({"step": step, "train": round(loss.item(), 5), "validation": round(found, 5), "seconds": round(time.perf_counter() - started)})
+                tqdm.write(json.dumps(log[-1])), sys.stdout.flush()
+                if found < best:
+                    best = found
+                    save_model(run / "student", model, {**recipe, "step": step, "complete": step == args.steps, "validation_error": found})
                 state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(), "step": step, "best": best}
                 write_atomic(state_path, lambda tmp: torch.save(state, tmp))
                 write_json(run / "log.json", log)
@@ -230,6 +252,8 @@ def score(args: argparse.Namespace) -> None:
     model.eval()
     mertens = fusionkit.create("method", "mertens")
     methods = {"mertens": mertens, "student": lambda x: fuse_with_model(model, x, work_size=WORK_SIZE)}
+    if args.teacher:
+        methods["teacher"] = fusionkit.create("method", "mef_opt", **parse_options(args.teacher_option))
     results = {}
     for label, method in methods.items():
         rows = []
@@ -247,6 +271,28 @@ def score(args: argparse.Namespace) -> None:
         }
         print(label, json.dumps({k: round(v, 5) for k, v in results[label].items()}), flush=True)
     write_json(Path(args.run) / "validation.json", results)
+
+
+def ship(args: argparse.Namespace) -> None:
+    """Copy a scored run's student into the reference plugin as its pretrained student, with how it was made."""
+    from fusionkit_kd.pretrained import SE_STRIP_REAL
+
+    run = Path(args.run)
+    if not (run / "validation.json").is_file():
+        sys.exit(f"error: {run} has no validation.json (run the score step first)")
+    recipe = json.loads((run / "student.json").read_text())
+    scores = json.loads((run / "validation.json").read_text())
+    recipe["shipped"] = {
+        "command": "make pretrained (docs/pretrained.md): " + recipe["recipe"]["command"],
+        "data": "brackets/train (48 scenes; every 5th of 60 held out for validation) and sice/train (11 scenes, references "
+                "unused): the teacher's logits of each darkest + brightest pair, photos at 512 px for the network",
+        "device": args.device,
+        "validation": {"set": "the 12 held-out brackets/train scenes at full size, darkest + brightest; sice/train (training "
+                              "scenes) for PSNR", **{k: {m: round(v, 5) for m, v in row.items()} for k, row in scores.items()}},
+    }
+    write_atomic(SE_STRIP_REAL, lambda tmp: tmp.write_bytes((run / "student.safetensors").read_bytes()))
+    write_json(SE_STRIP_REAL.with_suffix(".json"), recipe)
+    print(f"shipped {run / 'student.safetensors'} as {SE_STRIP_REAL}")
 
 
 def main() -> None:
@@ -267,10 +313,17 @@ def main() -> None:
     step.add_argument("--eval-every", type=int, default=100)
     step.add_argument("--seed", type=int, default=0)
     step.add_argument("--init", help="a student checkpoint (se_strip, any number of exposures) to start from")
+    step.add_argument("--space", choices=("logits", "weights"), default="weights", help="where the distance to the teacher is taken")
+    step.add_argument("--tone-weight", type=float, default=0.0, help="weight of the tones loss of the blend (Mertens' tones, shadows)")
     step = commands.add_parser("score", help="validation scores against mertens")
     step.add_argument("run")
+    step.add_argument("--teacher", action="store_true", help="score the teacher too (minutes a scene on a CPU)")
+    step.add_argument("--teacher-option", action="append", default=[], help="KEY=VALUE for mef_opt (repeatable)")
+    step = commands.add_parser("ship", help="make a scored run the reference plugin's pretrained student")
+    step.add_argument("run")
+    step.add_argument("--device", default="CPU", help="what trained it, for the metadata")
     args = parser.parse_args()
-    {"teach": teach, "train": train, "score": score}[args.command](args)
+    {"teach": teach, "train": train, "score": score, "ship": ship}[args.command](args)
 
 
 if __name__ == "__main__":
