@@ -3,7 +3,6 @@
     python benchmarks/distil_mef_opt.py teach data/distil [--teacher-option edge_weight=0.15]  # resumable
     python benchmarks/distil_mef_opt.py train data/distil runs/distilled [--steps 1500]       # resumable
     python benchmarks/distil_mef_opt.py score runs/distilled [--teacher ...]                   # validation only
-    python benchmarks/distil_mef_opt.py ship runs/distilled                                    # the shipped student
 
 The teacher, ``mef_opt``, runs at full size on the darkest and brightest exposure of every training bracket
 (with ``--triplets`` also on the darkest, middle and brightest where there are three or more). The scenes are
@@ -273,28 +272,6 @@ def score(args: argparse.Namespace) -> None:
     write_json(Path(args.run) / "validation.json", results)
 
 
-def ship(args: argparse.Namespace) -> None:
-    """Copy a scored run's student into the reference plugin as its pretrained student, with how it was made."""
-    from fusionkit_kd.pretrained import SE_STRIP_REAL
-
-    run = Path(args.run)
-    if not (run / "validation.json").is_file():
-        sys.exit(f"error: {run} has no validation.json (run the score step first)")
-    recipe = json.loads((run / "student.json").read_text())
-    scores = json.loads((run / "validation.json").read_text())
-    recipe["shipped"] = {
-        "command": "make pretrained (docs/pretrained.md): " + recipe["recipe"]["command"],
-        "data": "brackets/train (48 scenes; every 5th of 60 held out for validation) and sice/train (11 scenes, references "
-                "unused): the teacher's logits of each darkest + brightest pair, photos at 512 px for the network",
-        "device": args.device,
-        "validation": {"set": "the 12 held-out brackets/train scenes at full size, darkest + brightest; sice/train (training "
-                              "scenes) for PSNR", **{k: {m: round(v, 5) for m, v in row.items()} for k, row in scores.items()}},
-    }
-    write_atomic(SE_STRIP_REAL, lambda tmp: tmp.write_bytes((run / "student.safetensors").read_bytes()))
-    write_json(SE_STRIP_REAL.with_suffix(".json"), recipe)
-    print(f"shipped {run / 'student.safetensors'} as {SE_STRIP_REAL}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="the shared data folder (else $FUSIONKIT_SHARED_DATA, else ../shared/data)")
@@ -319,11 +296,8 @@ def main() -> None:
     step.add_argument("run")
     step.add_argument("--teacher", action="store_true", help="score the teacher too (minutes a scene on a CPU)")
     step.add_argument("--teacher-option", action="append", default=[], help="KEY=VALUE for mef_opt (repeatable)")
-    step = commands.add_parser("ship", help="make a scored run the reference plugin's pretrained student")
-    step.add_argument("run")
-    step.add_argument("--device", default="CPU", help="what trained it, for the metadata")
     args = parser.parse_args()
-    {"teach": teach, "train": train, "score": score, "ship": ship}[args.command](args)
+    {"teach": teach, "train": train, "score": score}[args.command](args)
 
 
 if __name__ == "__main__":
