@@ -191,7 +191,7 @@ def train(args: argparse.Namespace) -> None:
         sys.exit(f"error: no teacher logits in {folder}/train and {folder}/val (run the teach step first)")
     if args.tone_weight and args.space != "weights":
         sys.exit("error: --tone-weight needs --space weights (the tones are those of the blend)")
-    tones = fusionkit.create("loss", "tones")
+    tones = fusionkit.create("loss", "tones", shadow_weight=args.shadow_weight)
     groups: dict[int, list[dict]] = {}
     for item in training:
         groups.setdefault(item["target"].shape[1], []).append(item)
@@ -210,7 +210,8 @@ def train(args: argparse.Namespace) -> None:
         color="rgb", complete=False, losses={f"teacher_{args.space}": 1.0, **({"tones": args.tone_weight} if args.tone_weight else {})},
         recipe={"command": "python benchmarks/distil_mef_opt.py " + " ".join(sys.argv[1:]), "teacher": str(folder),
                 "steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr, "seed": args.seed,
-                "init": args.init, "space": args.space, "tone_weight": args.tone_weight},
+                "init": args.init, "space": args.space, "tone_weight": args.tone_weight,
+                "shadow_weight": args.shadow_weight},
     )
     started, log = time.perf_counter(), []
     if step == 0:
@@ -292,6 +293,7 @@ def main() -> None:
     step.add_argument("--init", help="a student checkpoint (se_strip, any number of exposures) to start from")
     step.add_argument("--space", choices=("logits", "weights"), default="weights", help="where the distance to the teacher is taken")
     step.add_argument("--tone-weight", type=float, default=0.0, help="weight of the tones loss of the blend (Mertens' tones, shadows)")
+    step.add_argument("--shadow-weight", type=float, default=10.0, help="the tones loss's shadow_weight (its shadow floor)")
     step = commands.add_parser("score", help="validation scores against mertens")
     step.add_argument("run")
     step.add_argument("--teacher", action="store_true", help="score the teacher too (minutes a scene on a CPU)")
