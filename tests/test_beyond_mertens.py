@@ -121,6 +121,16 @@ def test_student_without_distillation_trains_without_a_teacher(tmp_path):
     assert recipe["options"]["fine_levels"] is None  # the recipe lets the learned weights choose every level
 
 
+def test_qabf_loss_trains_a_student(tmp_path):
+    data = textured_brackets(tmp_path / "data", reference=False)
+    config = make_config(TINY, {"data": str(data), "stage": "student", "max_side": 60, "run_dir": str(tmp_path / "run"),
+                                "losses": {"distill": 0, "perceptual": 0, "qabf": 0.15}, "student_options": {"num_inputs": None}})
+    run = train(config)
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert rows and all("loss_qabf" in row and 0 < row["loss_qabf"] < 1 for row in rows)
+    assert read_recipe(run / "student")["losses"] == {"mef_ssim": 1.0, "tones": 0.3, "qabf": 0.15}
+
+
 def test_shipped_student_is_small_and_says_how_it_was_made():
     (entry,) = [c for c in fusionkit.available("pretrained") if c.name == "se_strip_real"]
     path = Path(entry.factory())
