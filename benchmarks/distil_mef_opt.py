@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -28,13 +27,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 import fusionkit
-from fusionkit.api import mertens_weights, pyramid_blend
+from fusionkit.api import fit_within, mertens_weights, pyramid_blend
+from fusionkit.cli.train import key_values
 from fusionkit.data.brackets import Bracket, find_brackets
 from fusionkit.data.io import read_image
+from fusionkit.errors import FusionkitError
 from fusionkit.evaluation.fusion_metrics import crushed_shadows, qabf
 from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
 from fusionkit.evaluation.metrics import psnr
@@ -43,17 +45,11 @@ from fusionkit.inference.pipeline import fuse_with_model, student_input
 from fusionkit.models.fusionnet import pad_to_multiple
 from fusionkit.runs.checkpoint import load_model, make_recipe, save_model
 
-ROOT = Path(__file__).resolve().parent.parent
-VALIDATION_EVERY = 5  # as pack_real_brackets.py: every 5th brackets/train scene is held out
+from pack_real_brackets import VALIDATION_EVERY  # the same held-out scenes as the packed data
+from results_real import data_root
+
 WORK_SIZE = 512  # fuse's default work size for weight-map students
 STUDENT_OPTIONS = {"width": 32, "num_inputs": None, "fine_levels": None}
-
-
-def data_root(given: str | None) -> Path:
-    root = Path(given or os.environ.get("FUSIONKIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
-    if not (root / "brackets" / "train").is_dir():
-        sys.exit(f"error: real data not found in {root} (give --data or set FUSIONKIT_SHARED_DATA)")
-    return root
 
 
 def scenes(root: Path) -> tuple[list[tuple[str, Bracket]], list[tuple[str, Bracket]], list[Bracket]]:
@@ -81,7 +77,7 @@ def read_bracket(paths: list[Path]) -> torch.Tensor:
 
 def teach(args: argparse.Namespace) -> None:
     """Write the teacher's logits of every training and validation subset to OUT/<split>/<scene>-<K>.safetensors."""
-    options = parse_options(args.teacher_option)
+    options = key_values(args.teacher_option, "--teacher-option")
     teacher = fusionkit.create("method", "mef_opt", **options)
     training, validation, _ = scenes(data_root(args.data))
     out = Path(args.out)
@@ -96,33 +92,13 @@ def teach(args: argparse.Namespace) -> None:
         write_atomic(target, lambda tmp: save_file({"logits": logits}, str(tmp), metadata=metadata))
 
 
-def parse_options(items: list[str]) -> dict:
-    """KEY=VALUE pairs, each value read as JSON (numbers, null) or else kept as text."""
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            sys.exit(f"error: --teacher-option {item!r}: expected KEY=VALUE")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def sample(path: Path, multiple: int) -> dict:
     """One teacher file as the network's input at the work size and the centred target logits, both padded."""
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as handle:
         paths = [Path(p) for p in json.loads(handle.metadata()["exposures"])]
-    logits = load_file(str(path))["logits"][None]
-    exposures = read_bracket(paths)
-    h, w = exposures.shape[-2:]
-    scale = min(1.0, WORK_SIZE / max(h, w))
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    small = F.interpolate(exposures.flatten(0, 1), size=size, mode="bilinear", antialias=True, align_corners=False)
-    small = small.clamp(0, 1).unflatten(0, exposures.shape[:2])
+        logits = handle.get_tensor("logits")[None]
+    small = fit_within(read_bracket(paths), WORK_SIZE)
+    size = small.shape[-2:]
     target = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
     target = target - target.mean(dim=1, keepdim=True)
     prior = mertens_weights(small)[:, :, 0].clamp_min(1e-12).log()
@@ -253,7 +229,7 @@ def score(args: argparse.Namespace) -> None:
     mertens = fusionkit.create("method", "mertens")
     methods = {"mertens": mertens, "student": lambda x: fuse_with_model(model, x, work_size=WORK_SIZE)}
     if args.teacher:
-        methods["teacher"] = fusionkit.create("method", "mef_opt", **parse_options(args.teacher_option))
+        methods["teacher"] = fusionkit.create("method", "mef_opt", **key_values(args.teacher_option, "--teacher-option"))
     results = {}
     for label, method in methods.items():
         rows = []
@@ -299,7 +275,10 @@ def main() -> None:
     step.add_argument("--teacher", action="store_true", help="score the teacher too (minutes a scene on a CPU)")
     step.add_argument("--teacher-option", action="append", default=[], help="KEY=VALUE for mef_opt (repeatable)")
     args = parser.parse_args()
-    {"teach": teach, "train": train, "score": score}[args.command](args)
+    try:
+        {"teach": teach, "train": train, "score": score}[args.command](args)
+    except FusionkitError as problem:
+        sys.exit(f"error: {problem}")
 
 
 if __name__ == "__main__":

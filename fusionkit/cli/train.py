@@ -15,7 +15,8 @@ from .group import in_flags
 D = TrainConfig()
 
 
-def _key_values(values: tuple[str, ...], option: str) -> dict:
+def key_values(values: tuple[str, ...] | list[str], option: str) -> dict:
+    """``KEY=VALUE`` items as a dict, each value read as YAML (numbers, null, lists); dashes in keys become underscores."""
     parsed = {}
     for item in values:
         key, sep, raw = item.partition("=")
@@ -84,13 +85,13 @@ def train(config_file, student_options, distill_options, losses, loss_options, v
     if compile_ is not None:
         given["compile"] = compile_
     if student_options:
-        given["student_options"] = _key_values(student_options, "--student-option")
+        given["student_options"] = key_values(student_options, "--student-option")
     if distill_options:
-        given["distill_options"] = _key_values(distill_options, "--distill-option")
+        given["distill_options"] = key_values(distill_options, "--distill-option")
     if losses:
-        given["losses"] = _key_values(losses, "--loss")
+        given["losses"] = key_values(losses, "--loss")
     if loss_options or vgg_weights:
-        given["loss_options"] = _loss_options(_key_values(loss_options, "--loss-option"))
+        given["loss_options"] = _loss_options(key_values(loss_options, "--loss-option"))
     if vgg_weights:  # a loss option of the perceptual term, under the flag it has always had
         given["loss_options"].setdefault("perceptual", {})["vgg_weights"] = vgg_weights
     if resume:

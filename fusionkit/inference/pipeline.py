@@ -10,11 +10,10 @@ import contextlib
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..colour import fuse_chroma, from_network_range, luma, rgb_to_ycbcr, to_network_range, ycbcr_to_rgb
-from ..data.transforms import std_normalize
+from ..data.transforms import fit_within, std_normalize
 from ..errors import FusionkitError
 from ..models.fusionnet import pad_to_multiple
 from .guided import guided_coefficients, guided_rows
@@ -96,11 +95,9 @@ def fuse_at_work_size(
     photographs themselves are blended, so cost hardly grows with megapixels (MEF-Net's scheme).
     The blend asks for the upsampled logits a strip of rows at a time: none exist at full resolution.
     """
-    h, w = exposures.shape[-2:]
-    scale = work_size / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    small = F.interpolate(exposures.flatten(0, 1).float(), size=size, mode="bilinear", antialias=True, align_corners=False)
-    small = small.clamp_(0, 1).unflatten(0, exposures.shape[:2])
+    h = exposures.shape[-2]
+    small = fit_within(exposures.float(), work_size)
+    size = small.shape[-2:]
     padded = _padded_exposures(small, getattr(model, "multiple_of", 1))
     with _precision(precision, student_input(padded, color)) as net_input:
         logits = model(net_input)[..., : size[0], : size[1]].float()

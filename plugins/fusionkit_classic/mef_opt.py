@@ -20,9 +20,9 @@ class MEFOpt(FusionMethod):
     pixels, upsampled bilinearly and added to the log of Mertens' weights, is optimised with Adam for
     ``iterations`` steps of ``lr`` on ``1 - MEF-SSIM + tone_weight * tones + edge_weight * (1 - smooth Q^AB/F)``
     (the ``mef_ssim``, ``tones`` with ``shadow_weight`` and ``qabf`` losses); the logits then blend the
-    full-resolution photos in a Laplacian pyramid at
-    every level. Optimising weights, not pixels, measured better edge preservation (Q^AB/F) and fewer
-    crushed shadows than pixel ascent (docs/pretrained.md, "What was tried").
+    full-resolution photos in a Laplacian pyramid at every level. Optimising weights, not pixels, measured
+    better edge preservation (Q^AB/F) and fewer crushed shadows than pixel ascent (docs/pretrained.md,
+    "What was tried").
     """
 
     #: Seconds a pair on a CPU: ``fusionkit bench`` runs it only when named with --methods.
