@@ -3,6 +3,7 @@
     python benchmarks/distil_mef_opt.py teach data/distil [--teacher-option edge_weight=0.15]  # resumable
     python benchmarks/distil_mef_opt.py train data/distil runs/distilled [--steps 1500]       # resumable
     python benchmarks/distil_mef_opt.py score runs/distilled [--teacher ...]                   # validation only
+    python benchmarks/distil_mef_opt.py ship runs/distilled                                    # the plugin's student
 
 The teacher, ``mef_opt``, runs at full size on the darkest and brightest exposure of every training bracket
 (with ``--triplets`` also on the darkest, middle and brightest where there are three or more). The scenes are
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import random
 import sys
 import time
@@ -37,13 +39,15 @@ from fusionkit.cli.train import key_values
 from fusionkit.data.brackets import Bracket, find_brackets
 from fusionkit.data.io import read_image
 from fusionkit.errors import FusionkitError
-from fusionkit.evaluation.fusion_metrics import crushed_shadows, qabf
+from fusionkit.colour import luma
+from fusionkit.evaluation.fusion_metrics import brightest_luma, crushed_shadows, qabf
 from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
 from fusionkit.evaluation.metrics import psnr
 from fusionkit.files import write_atomic, write_json
 from fusionkit.inference.pipeline import fuse_with_model, student_input
 from fusionkit.models.fusionnet import pad_to_multiple
 from fusionkit.runs.checkpoint import load_model, make_recipe, save_model
+from fusionkit_kd.pretrained import SE_STRIP_REAL
 
 from pack_real_brackets import VALIDATION_EVERY  # the same held-out scenes as the packed data
 from results_real import data_root
@@ -92,8 +96,10 @@ def teach(args: argparse.Namespace) -> None:
         write_atomic(target, lambda tmp: save_file({"logits": logits}, str(tmp), metadata=metadata))
 
 
-def sample(path: Path, multiple: int) -> dict:
-    """One teacher file as the network's input at the work size and the centred target logits, both padded."""
+def sample(path: Path, multiple: int, shadow_emphasis: float = 0.0) -> dict:
+    """One teacher file as the network's input at the work size and the centred target logits, both padded; the
+    mask weighs each pixel, ``1 + shadow_emphasis`` where Mertens' fusion is below 5 % luma but the brightest
+    exposure shows 10-90 % (the shadows at risk of turning black)."""
     with safe_open(str(path), "pt") as handle:
         paths = [Path(p) for p in json.loads(handle.metadata()["exposures"])]
         logits = handle.get_tensor("logits")[None]
@@ -105,7 +111,12 @@ def sample(path: Path, multiple: int) -> dict:
     padded, _ = pad_to_multiple(small.flatten(0, 1), multiple)
     net_input = student_input(padded.unflatten(0, small.shape[:2]), "rgb")
     pad = (0, net_input.shape[-1] - size[1], 0, net_input.shape[-2] - size[0])
-    mask = F.pad(torch.ones(1, 1, *size), pad)
+    mask = torch.ones(1, 1, *size)
+    if shadow_emphasis:
+        lit = brightest_luma(small)[:, None]
+        fused = luma(pyramid_blend(small, prior.exp()[:, :, None]).clamp(0, 1))[:, None]
+        mask = mask + shadow_emphasis * ((fused < 0.05) & (lit >= 0.1) & (lit <= 0.9)).float()
+    mask = F.pad(mask, pad)
     return {"input": net_input, "target": F.pad(target, pad), "prior": F.pad(prior, pad), "mask": mask, "small": F.pad(small, pad)}
 
 
@@ -157,11 +168,14 @@ def train(args: argparse.Namespace) -> None:
     """Regress the teacher's logits; keep the checkpoint with the lowest validation error (``student``)."""
     torch.manual_seed(args.seed)
     generator = random.Random(args.seed)
-    model = load_model(args.init)[0] if args.init else fusionkit.create("student", "se_strip", **STUDENT_OPTIONS)
+    options = {**STUDENT_OPTIONS, "fine_levels": args.fine_levels}
+    model = fusionkit.create("student", "se_strip", **options)
+    if args.init:  # the weights do not depend on fine_levels
+        model.load_state_dict(load_model(args.init)[0].state_dict())
     model.train()
     multiple = model.multiple_of
     folder, run = Path(args.teacher), Path(args.run_dir)
-    training = [sample(p, multiple) for p in tqdm(sorted((folder / "train").glob("*.safetensors")), desc="loading", unit="file")]
+    training = [sample(p, multiple, args.shadow_emphasis) for p in tqdm(sorted((folder / "train").glob("*.safetensors")), desc="loading", unit="file")]
     validation = [sample(p, multiple) for p in sorted((folder / "val").glob("*.safetensors"))]
     if not training or not validation:
         sys.exit(f"error: no teacher logits in {folder}/train and {folder}/val (run the teach step first)")
@@ -182,12 +196,12 @@ def train(args: argparse.Namespace) -> None:
         generator.seed(args.seed + step)
         print(f"resuming at step {step} (best validation error {best:.4f})")
     recipe = make_recipe(
-        "student", "se_strip", STUDENT_OPTIONS, role="student",
+        "student", "se_strip", options, role="student",
         color="rgb", complete=False, losses={f"teacher_{args.space}": 1.0, **({"tones": args.tone_weight} if args.tone_weight else {})},
         recipe={"command": "python benchmarks/distil_mef_opt.py " + " ".join(sys.argv[1:]), "teacher": str(folder),
                 "steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr, "seed": args.seed,
                 "init": args.init, "space": args.space, "tone_weight": args.tone_weight,
-                "shadow_weight": args.shadow_weight},
+                "shadow_weight": args.shadow_weight, "shadow_emphasis": args.shadow_emphasis, "fine_levels": args.fine_levels},
     )
     started, log = time.perf_counter(), []
     if step == 0:
@@ -249,6 +263,30 @@ def score(args: argparse.Namespace) -> None:
     write_json(Path(args.run) / "validation.json", results)
 
 
+def ship(args: argparse.Namespace) -> None:
+    """Make a scored run's student the plugin's pretrained one, its JSON saying how it was made and how it scored."""
+    run = Path(args.run)
+    scores = run / "validation.json"
+    if not scores.is_file():
+        sys.exit(f"error: {scores} not found (run the score step first)")
+    model, recipe = load_model(run / "student")
+    validation = json.loads(scores.read_text())
+    rounded = lambda row: {key: round(value, 5) for key, value in row.items()}
+    recipe["shipped"] = {
+        "command": "make pretrained (docs/pretrained.md): " + recipe["recipe"]["command"],
+        "data": "teacher: mef_opt on the darkest + brightest exposure of brackets/train (every 5th scene held out for "
+                "validation) and sice/train (references unused), full size; student input: those photos at 512 px",
+        "device": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "validation": {
+            "set": "the held-out brackets/train scenes at full size, darkest + brightest; PSNR on sice/train (training scenes)",
+            **rounded(validation["student"]), "mertens": rounded(validation["mertens"]),
+        },
+    }
+    target = Path(args.to).with_suffix("")
+    save_model(target, model, recipe)
+    print(f"shipped {run / 'student'} as {target}.safetensors")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="the shared data folder (else $FUSIONKIT_SHARED_DATA, else ../shared/data)")
@@ -267,16 +305,21 @@ def main() -> None:
     step.add_argument("--eval-every", type=int, default=100)
     step.add_argument("--seed", type=int, default=0)
     step.add_argument("--init", help="a student checkpoint (se_strip, any number of exposures) to start from")
+    step.add_argument("--fine-levels", type=int, help="the student's fine_levels (that of the teacher; default: every level)")
     step.add_argument("--space", choices=("logits", "weights"), default="weights", help="where the distance to the teacher is taken")
     step.add_argument("--tone-weight", type=float, default=0.0, help="weight of the tones loss of the blend (Mertens' tones, shadows)")
     step.add_argument("--shadow-weight", type=float, default=10.0, help="the tones loss's shadow_weight (its shadow floor)")
+    step.add_argument("--shadow-emphasis", type=float, default=0.0, help="extra weight of the distance where Mertens crushes shadows")
     step = commands.add_parser("score", help="validation scores against mertens")
     step.add_argument("run")
     step.add_argument("--teacher", action="store_true", help="score the teacher too (minutes a scene on a CPU)")
     step.add_argument("--teacher-option", action="append", default=[], help="KEY=VALUE for mef_opt (repeatable)")
+    step = commands.add_parser("ship", help="make a scored run's student the plugin's pretrained one")
+    step.add_argument("run")
+    step.add_argument("--to", default=str(SE_STRIP_REAL), help="the file to write (default: the plugin's pretrained student)")
     args = parser.parse_args()
     try:
-        {"teach": teach, "train": train, "score": score}[args.command](args)
+        {"teach": teach, "train": train, "score": score, "ship": ship}[args.command](args)
     except FusionkitError as problem:
         sys.exit(f"error: {problem}")
 

@@ -103,11 +103,24 @@ def test_mef_opt_edge_weight_keeps_more_edges():
     assert qabf(edged, exposures) > qabf(plain, exposures)
 
 
+def test_mef_opt_fine_levels_keep_mertens_tones():
+    exposures = real_scene(2, side=176)
+    mertens = fusionkit.create("method", "mertens")(exposures)
+    tones = lambda x: torch.nn.functional.avg_pool2d(x, 16)
+    with torch.inference_mode():
+        every, fine = (fusionkit.create("method", "mef_opt", iterations=25, tone_weight=0, fine_levels=n)(exposures) for n in (None, 2))
+    assert (tones(fine) - tones(mertens)).abs().mean() < 0.2 * (tones(every) - tones(mertens)).abs().mean()
+    q = lambda x: (x * 255).round() / 255
+    assert mef_ssim_rgb(q(fine), exposures) > mef_ssim_rgb(q(mertens), exposures)
+
+
 def test_mef_opt_rejects_bad_options():
     with pytest.raises(fusionkit.FusionkitError, match="iterations"):
         fusionkit.create("method", "mef_opt", iterations=0)
     with pytest.raises(fusionkit.FusionkitError, match="edge_weight"):
         fusionkit.create("method", "mef_opt", edge_weight=-1)
+    with pytest.raises(fusionkit.FusionkitError, match="fine_levels"):
+        fusionkit.create("method", "mef_opt", fine_levels=0)
 
 
 def test_student_without_distillation_trains_without_a_teacher(tmp_path):

@@ -1,6 +1,6 @@
 """``benchmarks/distil_mef_opt.py`` end to end on a tiny data folder: the teacher's logits are written once (a
 rerun skips them), the student comes nearer the teacher's weights on the held-out scene than Mertens' (zero
-logits), and the result loads and fuses as a student checkpoint."""
+logits), the result loads and fuses as a student checkpoint, and a scored run ships with its scores."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from fusionkit.runs.checkpoint import load_model
@@ -56,3 +57,22 @@ def test_the_student_learns_the_teachers_logits(tmp_path):
         logits = model.eval()(torch.randn(1, 9, 40, 52))
     assert logits.shape == (1, 3, 40, 52) and torch.isfinite(logits).all()
     assert model.fuse(exposures, lambda top, bottom: logits[..., top:bottom, :]).shape == (1, 3, 40, 52)
+
+    fine = tmp_path / "fine"  # from the first student, learned weights at the two finest levels, shadows weighed more
+    distil("train", str(teacher), str(fine), "--steps", "10", "--eval-every", "10", "--batch-size", "2", "--crop", "48",
+           "--init", str(run / "student"), "--fine-levels", "2", "--shadow-emphasis", "50", data=data)
+    model, recipe = load_model(fine / "student")
+    assert model.blend.fine_levels == 2 and recipe["options"]["fine_levels"] == 2 and recipe["recipe"]["shadow_emphasis"] == 50
+    start = json.loads((fine / "log.json").read_text())[0]
+    assert start["validation"] == min(row["validation"] for row in log[1:])  # starts where the first student's best step was
+
+    shipped = tmp_path / "shipped" / "se_strip_real.safetensors"
+    with pytest.raises(subprocess.CalledProcessError):
+        distil("ship", str(fine), "--to", str(shipped), data=data)  # not scored yet
+    distil("score", str(fine), data=data)
+    distil("ship", str(fine), "--to", str(shipped), data=data)
+    model, recipe = load_model(shipped.with_suffix(""))
+    assert model.blend.fine_levels == 2 and "--fine-levels 2" in recipe["shipped"]["command"]
+    scores = json.loads((fine / "validation.json").read_text())
+    assert recipe["shipped"]["validation"]["mef_ssim"] == round(scores["student"]["mef_ssim"], 5)
+    assert recipe["shipped"]["validation"]["mertens"]["qabf"] == round(scores["mertens"]["qabf"], 5)

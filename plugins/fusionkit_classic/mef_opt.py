@@ -20,7 +20,8 @@ class MEFOpt(FusionMethod):
     pixels, upsampled bilinearly and added to the log of Mertens' weights, is optimised with Adam for
     ``iterations`` steps of ``lr`` on ``1 - MEF-SSIM + tone_weight * tones + edge_weight * (1 - smooth Q^AB/F)``
     (the ``mef_ssim``, ``tones`` with ``shadow_weight`` and ``qabf`` losses); the logits then blend the
-    full-resolution photos in a Laplacian pyramid at every level. Optimising weights, not pixels, measured
+    full-resolution photos in a Laplacian pyramid at every level, or with ``fine_levels=n`` at the n finest
+    levels only, Mertens' weights keeping the coarser levels and so the tones. Optimising weights, not pixels, measured
     better edge preservation (Q^AB/F) and fewer crushed shadows than pixel ascent (docs/pretrained.md,
     "What was tried").
     """
@@ -30,12 +31,14 @@ class MEFOpt(FusionMethod):
 
     def __init__(
         self, iterations: int = 60, lr: float = 0.2, cell: int = 8, work_size: int = 2048, tone_weight: float = 0.3,
-        edge_weight: float = 0.0, shadow_weight: float = 10.0,
+        edge_weight: float = 0.0, shadow_weight: float = 10.0, fine_levels: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("iterations", iterations), ("cell", cell), ("work_size", work_size)):
             if not isinstance(value, int) or value < 1:
                 raise ComponentOptionError(f"method 'mef_opt': {name} must be a whole number >= 1; got {value!r}")
+        if fine_levels is not None and (isinstance(fine_levels, bool) or not isinstance(fine_levels, int) or fine_levels < 1):
+            raise ComponentOptionError(f"method 'mef_opt': fine_levels must be a whole number >= 1 or null; got {fine_levels!r}")
         if not lr > 0 or min(tone_weight, edge_weight, shadow_weight) < 0:
             raise ComponentOptionError("method 'mef_opt': lr must be > 0; tone_weight, edge_weight and shadow_weight >= 0")
         self.iterations, self.lr, self.cell, self.work_size, self.tone_weight = iterations, float(lr), cell, work_size, float(tone_weight)
@@ -43,19 +46,21 @@ class MEFOpt(FusionMethod):
         self.mef_ssim = fusionkit.create("loss", "mef_ssim")
         self.tones = fusionkit.create("loss", "tones", shadow_weight=shadow_weight)
         self.edges = fusionkit.create("loss", "qabf")
-        self.blend = WeightBlend("pyramid", "mertens", fine_levels=None)
+        self.fine_levels = fine_levels
+        self.blend = WeightBlend("pyramid", "mertens", fine_levels=fine_levels)
 
     def logits(self, exposures: torch.Tensor) -> torch.Tensor:
         """The optimised coarse logits (N, K, h, w) of (N, K, 3, H, W) exposures."""
         with torch.inference_mode(False), torch.enable_grad():
             small = fit_within(exposures.float().clone(), self.work_size)
-            prior = self.blend.prior_weights(small).log()
+            prior_weights = self.blend.prior_weights(small)
+            prior, coarse = prior_weights.log(), (None if self.fine_levels is None else prior_weights)
             size = small.shape[-2:]
             z = torch.zeros(*small.shape[:2], -(-size[0] // self.cell) + 1, -(-size[1] // self.cell) + 1, device=small.device, requires_grad=True)
             optimiser = torch.optim.Adam([z], lr=self.lr)
             for _ in range(self.iterations):
                 weights = torch.softmax(_upsampled(z, size)[:, :, None] + prior, dim=1)
-                fused = pyramid_blend(small, weights).clamp(0, 1)
+                fused = pyramid_blend(small, weights, coarse_weights=coarse, fine_levels=self.fine_levels or 0).clamp(0, 1)
                 loss = self.mef_ssim(fused, small, None) + self.tone_weight * self.tones(fused, small, None)
                 if self.edge_weight:
                     loss = loss + self.edge_weight * self.edges(fused, small, None)
