@@ -99,7 +99,7 @@ def teach(args: argparse.Namespace) -> None:
 def sample(path: Path, multiple: int, shadow_emphasis: float = 0.0) -> dict:
     """One teacher file as the network's input at the work size and the centred target logits, both padded; the
     mask weighs each pixel, ``1 + shadow_emphasis`` where Mertens' fusion is below 5 % luma but the brightest
-    exposure shows 10-90 % (the shadows at risk of turning black)."""
+    exposure shows 10-90 % (the shadows at risk of turning black) and 2 px around."""
     with safe_open(str(path), "pt") as handle:
         paths = [Path(p) for p in json.loads(handle.metadata()["exposures"])]
         logits = handle.get_tensor("logits")[None]
@@ -115,7 +115,8 @@ def sample(path: Path, multiple: int, shadow_emphasis: float = 0.0) -> dict:
     if shadow_emphasis:
         lit = brightest_luma(small)[:, None]
         fused = luma(pyramid_blend(small, prior.exp()[:, :, None]).clamp(0, 1))[:, None]
-        mask = mask + shadow_emphasis * ((fused < 0.05) & (lit >= 0.1) & (lit <= 0.9)).float()
+        at_risk = ((fused < 0.05) & (lit >= 0.1) & (lit <= 0.9)).float()
+        mask = mask + shadow_emphasis * F.max_pool2d(at_risk, 5, stride=1, padding=2)  # and 2 px around
     mask = F.pad(mask, pad)
     return {"input": net_input, "target": F.pad(target, pad), "prior": F.pad(prior, pad), "mask": mask, "small": F.pad(small, pad)}
 
