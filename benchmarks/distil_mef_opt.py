@@ -121,11 +121,15 @@ def sample(path: Path, multiple: int, shadow_emphasis: float = 0.0) -> dict:
     return {"input": net_input, "target": F.pad(target, pad), "prior": F.pad(prior, pad), "mask": mask, "small": F.pad(small, pad)}
 
 
-def error(model, space: str, batch: dict, tones: torch.nn.Module | None = None, tone_weight: float = 0.0) -> torch.Tensor:
+def error(
+    model, space: str, batch: dict, tones: torch.nn.Module | None = None, tone_weight: float = 0.0, fine_levels: int | None = None
+) -> torch.Tensor:
     """How far the network is from the teacher: in ``logits`` the mean squared difference of the logits, both
     centred over the exposures; in ``weights`` the mean absolute difference of the blend weights they give on
     Mertens' (logits matter only where the weights are not already settled). With ``tone_weight``, plus that
-    times the ``tones`` loss of the blend (Mertens' local tones, and no crushed shadows)."""
+    times the ``tones`` loss of the blend (Mertens' local tones, and no crushed shadows), blended as the student
+    blends: with ``fine_levels``, Mertens' weights keep the coarser levels (one level fewer at the work size, about
+    half the size of most photographs)."""
     logits, target, mask = model(batch["input"]), batch["target"], batch["mask"]
     if space == "logits":
         logits = logits - logits.mean(dim=1, keepdim=True)
@@ -134,7 +138,8 @@ def error(model, space: str, batch: dict, tones: torch.nn.Module | None = None, 
     distance = ((weights - torch.softmax(batch["prior"] + target, dim=1)).abs() * mask).sum() / (mask.sum() * target.shape[1])
     if not tone_weight:
         return distance
-    fused = pyramid_blend(batch["small"], weights[:, :, None]).clamp(0, 1)
+    coarse, fine = (None, 0) if fine_levels is None else (torch.softmax(batch["prior"], dim=1)[:, :, None], max(fine_levels - 1, 1))
+    fused = pyramid_blend(batch["small"], weights[:, :, None], coarse_weights=coarse, fine_levels=fine).clamp(0, 1)
     return distance + tone_weight * tones(fused, batch["small"], None)
 
 
@@ -214,7 +219,7 @@ def train(args: argparse.Namespace) -> None:
     with tqdm(total=args.steps, initial=step, desc="distilling", unit="step") as bar:
         while step < args.steps:
             group = groups[generator.choices(counts, weights)[0]]
-            loss = error(model, args.space, crops(group, args.batch_size, args.crop, generator), tones, args.tone_weight)
+            loss = error(model, args.space, crops(group, args.batch_size, args.crop, generator), tones, args.tone_weight, args.fine_levels)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -58,9 +58,10 @@ def test_the_student_learns_the_teachers_logits(tmp_path):
     assert logits.shape == (1, 3, 40, 52) and torch.isfinite(logits).all()
     assert model.fuse(exposures, lambda top, bottom: logits[..., top:bottom, :]).shape == (1, 3, 40, 52)
 
-    fine = tmp_path / "fine"  # from the first student, learned weights at the two finest levels, shadows weighed more
+    fine = tmp_path / "fine"  # from the first student, learned weights at the two finest levels, a shadow floor on its blend
     distil("train", str(teacher), str(fine), "--steps", "10", "--eval-every", "10", "--batch-size", "2", "--crop", "48",
-           "--init", str(run / "student"), "--fine-levels", "2", "--shadow-emphasis", "50", data=data)
+           "--init", str(run / "student"), "--fine-levels", "2", "--shadow-emphasis", "50", "--tone-weight", "0.01",
+           "--shadow-weight", "1000", data=data)
     model, recipe = load_model(fine / "student")
     assert model.blend.fine_levels == 2 and recipe["options"]["fine_levels"] == 2 and recipe["recipe"]["shadow_emphasis"] == 50
     start = json.loads((fine / "log.json").read_text())[0]
