@@ -36,10 +36,10 @@ from tqdm import tqdm
 import fusionkit
 from fusionkit.api import fit_within, mertens_weights, pyramid_blend
 from fusionkit.cli.train import key_values
+from fusionkit.colour import luma
 from fusionkit.data.brackets import Bracket, find_brackets
 from fusionkit.data.io import read_image
 from fusionkit.errors import FusionkitError
-from fusionkit.colour import luma
 from fusionkit.evaluation.fusion_metrics import brightest_luma, crushed_shadows, qabf
 from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
 from fusionkit.evaluation.metrics import psnr
@@ -250,20 +250,22 @@ def score(args: argparse.Namespace) -> None:
     methods = {"mertens": mertens, "student": lambda x: fuse_with_model(model, x, work_size=WORK_SIZE)}
     if args.teacher:
         methods["teacher"] = fusionkit.create("method", "mef_opt", **key_values(args.teacher_option, "--teacher-option"))
-    results = {}
-    for label, method in methods.items():
-        rows = []
-        for _, bracket in validation:
-            x = read_bracket([bracket.exposures[0], bracket.exposures[-1]])
+    rows, tones = {label: [] for label in methods}, {label: [] for label in methods}
+    for _, bracket in validation:  # each pair read once, fused by every method
+        x = read_bracket([bracket.exposures[0], bracket.exposures[-1]])
+        for label, method in methods.items():
             f = method(x).clamp(0, 1)
-            rows.append((float(mef_ssim_rgb(f, x)), float(qabf(f, x)), float(crushed_shadows(f, x))))
-        tones = []
-        for bracket in sice:
-            x = read_bracket([bracket.exposures[0], bracket.exposures[-1]])
-            tones.append(float(psnr(method(x).clamp(0, 1), read_image(bracket.reference)[None])))
+            rows[label].append((float(mef_ssim_rgb(f, x)), float(qabf(f, x)), float(crushed_shadows(f, x))))
+    for bracket in sice:
+        x, reference = read_bracket([bracket.exposures[0], bracket.exposures[-1]]), read_image(bracket.reference)[None]
+        for label, method in methods.items():
+            tones[label].append(float(psnr(method(x).clamp(0, 1), reference)))
+    results = {}
+    for label in methods:
+        scored, count = rows[label], len(rows[label])
         results[label] = {
-            "mef_ssim": sum(r[0] for r in rows) / len(rows), "qabf": sum(r[1] for r in rows) / len(rows),
-            "crushed_shadows": sum(r[2] for r in rows) / len(rows), "sice_train_psnr": sum(tones) / len(tones),
+            "mef_ssim": sum(r[0] for r in scored) / count, "qabf": sum(r[1] for r in scored) / count,
+            "crushed_shadows": sum(r[2] for r in scored) / count, "sice_train_psnr": sum(tones[label]) / len(tones[label]),
         }
         print(label, json.dumps({k: round(v, 5) for k, v in results[label].items()}), flush=True)
     write_json(Path(args.run) / "validation.json", results)

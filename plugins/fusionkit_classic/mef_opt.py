@@ -46,7 +46,6 @@ class MEFOpt(FusionMethod):
         self.mef_ssim = fusionkit.create("loss", "mef_ssim")
         self.tones = fusionkit.create("loss", "tones", shadow_weight=shadow_weight)
         self.edges = fusionkit.create("loss", "qabf")
-        self.fine_levels = fine_levels
         self.blend = WeightBlend("pyramid", "mertens", fine_levels=fine_levels)
 
     def logits(self, exposures: torch.Tensor) -> torch.Tensor:
@@ -54,13 +53,14 @@ class MEFOpt(FusionMethod):
         with torch.inference_mode(False), torch.enable_grad():
             small = fit_within(exposures.float().clone(), self.work_size)
             prior_weights = self.blend.prior_weights(small)
-            prior, coarse = prior_weights.log(), (None if self.fine_levels is None else prior_weights)
+            fine_levels = self.blend.fine_levels
+            prior, coarse = prior_weights.log(), (None if fine_levels is None else prior_weights)
             size = small.shape[-2:]
             z = torch.zeros(*small.shape[:2], -(-size[0] // self.cell) + 1, -(-size[1] // self.cell) + 1, device=small.device, requires_grad=True)
             optimiser = torch.optim.Adam([z], lr=self.lr)
             for _ in range(self.iterations):
                 weights = torch.softmax(_upsampled(z, size)[:, :, None] + prior, dim=1)
-                fused = pyramid_blend(small, weights, coarse_weights=coarse, fine_levels=self.fine_levels or 0).clamp(0, 1)
+                fused = pyramid_blend(small, weights, coarse_weights=coarse, fine_levels=fine_levels or 0).clamp(0, 1)
                 loss = self.mef_ssim(fused, small, None) + self.tone_weight * self.tones(fused, small, None)
                 if self.edge_weight:
                     loss = loss + self.edge_weight * self.edges(fused, small, None)
