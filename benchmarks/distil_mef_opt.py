@@ -2,7 +2,7 @@
 
     python benchmarks/distil_mef_opt.py teach data/distil [--teacher-option edge_weight=0.15]  # resumable
     python benchmarks/distil_mef_opt.py train data/distil runs/distilled [--steps 1500]       # resumable
-    python benchmarks/distil_mef_opt.py score runs/distilled [--teacher ...]                   # validation only
+    python benchmarks/distil_mef_opt.py score runs/distilled [--student-option shadow_fill=true]  # validation only
     python benchmarks/distil_mef_opt.py ship runs/distilled                                    # the plugin's student
 
 The teacher, ``mef_opt``, runs at full size on the darkest and brightest exposure of every training bracket
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import sys
 import time
@@ -44,9 +43,11 @@ from fusionkit.evaluation.fusion_metrics import brightest_luma, crushed_shadows,
 from fusionkit.evaluation.mef_ssim import mef_ssim_rgb
 from fusionkit.evaluation.metrics import psnr
 from fusionkit.files import write_atomic, write_json
+from fusionkit.inference.hardware import cpu_description
 from fusionkit.inference.pipeline import fuse_with_model, student_input
 from fusionkit.models.fusionnet import pad_to_multiple
-from fusionkit.runs.checkpoint import load_model, make_recipe, save_model
+from fusionkit.runs.checkpoint import build_from_recipe, load_model, load_weights, make_recipe, read_recipe, save_model
+from fusionkit.runs.checkpoint import paths as checkpoint_paths
 from fusionkit_kd.pretrained import SE_STRIP_REAL
 
 from pack_real_brackets import VALIDATION_EVERY  # the same held-out scenes as the packed data
@@ -244,7 +245,8 @@ def score(args: argparse.Namespace) -> None:
     """Validation scores of a distilled run against mertens: held-out brackets/train (MEF-SSIM, Q^AB/F, crushed
     shadows) and sice/train (PSNR to SICE's references; training scenes, a check that tones are kept)."""
     _, validation, sice = scenes(data_root(args.data))
-    model, _ = load_model(Path(args.run) / "student")
+    options = key_values(args.student_option, "--student-option")
+    model, _ = student_with(Path(args.run), options)
     model.eval()
     mertens = fusionkit.create("method", "mertens")
     methods = {"mertens": mertens, "student": lambda x: fuse_with_model(model, x, work_size=WORK_SIZE)}
@@ -268,7 +270,15 @@ def score(args: argparse.Namespace) -> None:
             "crushed_shadows": sum(r[2] for r in scored) / count, "sice_train_psnr": sum(tones[label]) / len(tones[label]),
         }
         print(label, json.dumps({k: round(v, 5) for k, v in results[label].items()}), flush=True)
-    write_json(Path(args.run) / "validation.json", results)
+    write_json(Path(args.run) / "validation.json", {**results, "student_options": options})
+
+
+def student_with(run: Path, options: dict) -> tuple[torch.nn.Module, dict]:
+    """A run's student with some of its options changed (those of how it fuses, such as ``shadow_fill``)."""
+    stem = run / "student"
+    recipe = read_recipe(stem)
+    recipe["options"].update(options)
+    return load_weights(stem, build_from_recipe(recipe, checkpoint_paths(stem)[0])), recipe
 
 
 def ship(args: argparse.Namespace) -> None:
@@ -277,14 +287,19 @@ def ship(args: argparse.Namespace) -> None:
     scores = run / "validation.json"
     if not scores.is_file():
         sys.exit(f"error: {scores} not found (run the score step first)")
-    model, recipe = load_model(run / "student")
     validation = json.loads(scores.read_text())
+    options = validation.get("student_options", {})
+    model, recipe = student_with(run, options)
     rounded = lambda row: {key: round(value, 5) for key, value in row.items()}
+    init = recipe["recipe"].get("init")
     recipe["shipped"] = {
         "command": "make pretrained (docs/pretrained.md): " + recipe["recipe"]["command"],
+        "student_options": options,  # as scored: how the shipped student fuses
         "data": "teacher: mef_opt on the darkest + brightest exposure of brackets/train (every 5th scene held out for "
                 "validation) and sice/train (references unused), full size; student input: those photos at 512 px",
-        "device": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "device": cpu_description(),
+        # the student it started from, as that one was made (read before the shipped file is replaced)
+        "init": {"checkpoint": init, "shipped": read_recipe(init).get("shipped")} if init else None,
         "validation": {
             "set": "the held-out brackets/train scenes at full size, darkest + brightest; PSNR on sice/train (training scenes)",
             **rounded(validation["student"]), "mertens": rounded(validation["mertens"]),
@@ -322,6 +337,7 @@ def main() -> None:
     step.add_argument("run")
     step.add_argument("--teacher", action="store_true", help="score the teacher too (minutes a scene on a CPU)")
     step.add_argument("--teacher-option", action="append", default=[], help="KEY=VALUE for mef_opt (repeatable)")
+    step.add_argument("--student-option", action="append", default=[], help="KEY=VALUE changing how the student fuses (repeatable; ship keeps them)")
     step = commands.add_parser("ship", help="make a scored run's student the plugin's pretrained one")
     step.add_argument("run")
     step.add_argument("--to", default=str(SE_STRIP_REAL), help="the file to write (default: the plugin's pretrained student)")

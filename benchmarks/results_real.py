@@ -61,9 +61,16 @@ def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
 
 
 def training_summary(label: str, run: Path) -> str:
-    """One line per run: the command's options and the wall time from the run's own records."""
+    """One line per run: the command's options and the wall time from the run's own records (a distilled student's:
+    its command, and the seconds its log counted)."""
     recipe = read_recipe(run / "student")
     config = recipe.get("config", {})
+    if not config:  # benchmarks/distil_mef_opt.py: no fusionkit train config
+        log = run / "log.json"
+        seconds = json.loads(log.read_text())[-1].get("seconds") if log.is_file() else None
+        command = recipe.get("shipped", {}).get("command") or recipe.get("recipe", {}).get("command", "")
+        fusing = recipe.get("shipped", {}).get("student_options")
+        return f"| {label} | `{run}` | `{command}`{f', fusing with {fusing}' if fusing else ''} | {seconds if seconds is not None else ''} |"
     started = (run / "config.json").stat().st_mtime
     finished = (run / "student.json").stat().st_mtime
     keys = ("student", "student_steps", "teacher_steps", "width", "crop", "batch_size", "exposures", "losses", "student_options", "data")

@@ -1,6 +1,6 @@
 """``benchmarks/distil_mef_opt.py`` end to end on a tiny data folder: the teacher's logits are written once (a
 rerun skips them), the student comes nearer the teacher's weights on the held-out scene than Mertens' (zero
-logits), the result loads and fuses as a student checkpoint, and a scored run ships with its scores."""
+logits), the result loads and fuses as a student checkpoint, and a scored run ships with its scores and the fusing options it was scored with."""
 
 from __future__ import annotations
 
@@ -70,10 +70,12 @@ def test_the_student_learns_the_teachers_logits(tmp_path):
     shipped = tmp_path / "shipped" / "se_strip_real.safetensors"
     with pytest.raises(subprocess.CalledProcessError):
         distil("ship", str(fine), "--to", str(shipped), data=data)  # not scored yet
-    distil("score", str(fine), data=data)
+    distil("score", str(fine), "--student-option", "shadow_fill=true", data=data)
     distil("ship", str(fine), "--to", str(shipped), data=data)
     model, recipe = load_model(shipped.with_suffix(""))
     assert model.blend.fine_levels == 2 and "--fine-levels 2" in recipe["shipped"]["command"]
+    assert model.blend.shadow_fill is not None and recipe["shipped"]["student_options"] == {"shadow_fill": True}  # as scored
     scores = json.loads((fine / "validation.json").read_text())
     assert recipe["shipped"]["validation"]["mef_ssim"] == round(scores["student"]["mef_ssim"], 5)
     assert recipe["shipped"]["validation"]["mertens"]["qabf"] == round(scores["mertens"]["qabf"], 5)
+

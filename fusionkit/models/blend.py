@@ -18,6 +18,7 @@ from ..colour import gray
 from ..errors import ComponentOptionError
 from .laplacian_blend import STRIP_ROWS, at_once, blend_rows, pyramid_blend, pyramid_levels
 from .pyramid import laplacian
+from .shadow_fill import ShadowFill
 
 #: Well-exposedness is a Gaussian around mid-grey with sigma 0.2.
 EXPOSEDNESS_SIGMA = 0.2
@@ -83,15 +84,18 @@ class WeightBlend(nn.Module):
     ``fine_levels=n`` lets the learned weights choose the detail of the n finest pyramid levels only,
     the prior's weights the coarser levels and so the tones; ``prior_shift`` tilts the prior from the
     darkest exposure (0) to the brightest (``prior_shift``, a log weight), so a negative shift keeps
-    more of the darker exposures' tones; ``mode="pyramid"`` blends in a Laplacian pyramid,
-    ``"direct"`` per pixel.
+    more of the darker exposures' tones; ``shadow_fill`` mixes in the brightest exposure where the
+    blend would leave black what it shows (:class:`ShadowFill`); ``mode="pyramid"`` blends in a
+    Laplacian pyramid, ``"direct"`` per pixel.
     """
 
     def __init__(
         self, mode: str = "pyramid", prior: str = "mertens", levels: int | None = None, keep_balance: bool = False,
-        fine_levels: int | None = None, prior_shift: float = 0.0,
+        fine_levels: int | None = None, prior_shift: float = 0.0, shadow_fill: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(shadow_fill, bool):
+            raise ComponentOptionError(f"shadow_fill must be true or false, got {shadow_fill!r}")
         if mode not in BLEND_MODES:
             raise ComponentOptionError(f"blend mode must be one of {', '.join(BLEND_MODES)}; got {mode!r}")
         if prior not in PRIORS:
@@ -107,6 +111,7 @@ class WeightBlend(nn.Module):
             raise ComponentOptionError("prior_shift tilts Mertens' weights: it needs prior 'mertens'")
         self.mode, self.prior, self.levels, self.keep_balance, self.fine_levels = mode, prior, levels, keep_balance, fine_levels
         self.prior_shift = float(prior_shift)
+        self.shadow_fill = ShadowFill() if shadow_fill else None
 
     def weights(self, exposures: Tensor, logits: Tensor, prior: Tensor | None = None, logit_means: Tensor | None = None) -> Tensor:
         """Weights (N, K, 1, H, W) that sum to one over the exposures (``prior``: Mertens' weights, if known;
@@ -144,7 +149,13 @@ class WeightBlend(nn.Module):
         images = exposures.float()
         tracked = images.requires_grad or (isinstance(logits, Tensor) and logits.requires_grad)
         if not (torch.is_grad_enabled() and tracked):
-            return self._blend_rows(images, logits if callable(logits) else (lambda top, bottom: logits[..., top:bottom, :]))
+            fused = self._blend_rows(images, logits if callable(logits) else (lambda top, bottom: logits[..., top:bottom, :]))
+        else:
+            fused = self._blend_tracked(images, logits)
+        return fused if self.shadow_fill is None else self.shadow_fill(fused, images)
+
+    def _blend_tracked(self, images: Tensor, logits: Tensor | LogitRows) -> Tensor:
+        """:meth:`forward` with gradients: whole-image weights."""
         if callable(logits):
             logits = logits(0, images.shape[-2])
         prior = self.prior_weights(images) if self.prior == "mertens" else None

@@ -23,11 +23,12 @@ def build_student(
     keep_balance: bool = False,
     fine_levels: int | None = 2,
     prior_shift: float = 0.0,
+    shadow_fill: bool = False,
 ) -> FusionNet:
     """Compose backbone -> ``spatial_blocks`` x spatial attention -> head (with channel attention).
 
     A head that produces weight maps (``kd_weights``) gets a :class:`WeightBlend` (``blend``,
-    ``prior``, ``keep_balance``, ``fine_levels``, ``prior_shift``: by default the learned weights choose
+    ``prior``, ``keep_balance``, ``fine_levels``, ``prior_shift``, ``shadow_fill``: by default the learned weights choose
     the two finest pyramid levels' detail and Mertens' weights the tones); the paper's ``kd_upsample`` regresses the image. ``num_inputs=None`` accepts any
     number of exposures (shared per-exposure network, see FusionNet).
     """
@@ -48,7 +49,9 @@ def build_student(
     )
     return FusionNet(
         body, spatial, fusion_head, in_channels=in_channels, num_inputs=num_inputs,
-        blend=WeightBlend(blend, prior, keep_balance=keep_balance, fine_levels=fine_levels, prior_shift=prior_shift)
+        blend=WeightBlend(
+            blend, prior, keep_balance=keep_balance, fine_levels=fine_levels, prior_shift=prior_shift, shadow_fill=shadow_fill
+        )
         if weights else None,
     )
 
@@ -56,7 +59,7 @@ def build_student(
 def kd_baseline(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=False,
     spatial_attention="none", spatial_blocks=2, channel_attention="none", backbone="kd_resnet", head="kd_weights",
-    blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0,
+    blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0, shadow_fill=False,
 ) -> FusionNet:
     """KDDN student (Hong et al. 2020): no low-level skip, no attention."""
     return build_student(**locals())
@@ -65,7 +68,7 @@ def kd_baseline(
 def dense_fusion(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=True,
     spatial_attention="none", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_weights",
-    blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0,
+    blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0, shadow_fill=False,
 ) -> FusionNet:
     """Low-level skip + SE channel attention, no strip pooling (the paper's DenseFusion)."""
     return build_student(**locals())
@@ -74,7 +77,7 @@ def dense_fusion(
 def se_strip(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=True,
     spatial_attention="strip", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_weights",
-    blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0,
+    blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0, shadow_fill=False,
 ) -> FusionNet:
     """The paper's Final: low-level skip, SE channel attention, two strip-pooling modules."""
     return build_student(**locals())
