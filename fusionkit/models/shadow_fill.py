@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..colour import gray
 from ..errors import ComponentOptionError
-from .laplacian_blend import STRIP_ROWS
+from .laplacian_blend import GPU_STRIP_ROWS, STRIP_ROWS
 
 #: Where the brightest exposure shows detail: the crushed-shadow measure's range.
 SHOWN = (0.1, 0.9)
@@ -43,22 +43,30 @@ class ShadowFill:
     def __call__(self, fused: Tensor, exposures: Tensor) -> Tensor:
         bright = exposures[torch.arange(exposures.shape[0], device=exposures.device), brightest(exposures)]
         if torch.is_grad_enabled() and (fused.requires_grad or exposures.requires_grad):
-            return fused + self.fraction(fused, bright) * (bright - fused)
+            fraction = self.fraction(fused, bright)
+            return fused if fraction is None else fused + fraction * (bright - fused)
         height, reach = fused.shape[-2], self.reach
+        rows = STRIP_ROWS if fused.device.type == "cpu" else GPU_STRIP_ROWS
         fractions = []
-        for top in range(0, height, STRIP_ROWS):  # the fractions first: each reads the unfilled rows around it
-            start, bottom, stop = max(top - reach, 0), min(top + STRIP_ROWS, height), min(top + STRIP_ROWS + reach, height)
-            fractions.append((top, bottom, self.fraction(fused[..., start:stop, :], bright[..., start:stop, :])[..., top - start : bottom - start, :]))
+        for top in range(0, height, rows):  # the fractions first: each reads the unfilled rows around it
+            start, bottom, stop = max(top - reach, 0), min(top + rows, height), min(top + rows + reach, height)
+            fraction = self.fraction(fused[..., start:stop, :], bright[..., start:stop, :])
+            if fraction is not None:
+                fractions.append((top, bottom, fraction[..., top - start : bottom - start, :]))
         for top, bottom, fraction in fractions:
-            rows = fused[..., top:bottom, :]
-            rows.add_(fraction * (bright[..., top:bottom, :] - rows))
+            kept = fused[..., top:bottom, :]
+            kept.add_(fraction * (bright[..., top:bottom, :] - kept))
         return fused
 
-    def fraction(self, fused: Tensor, bright: Tensor) -> Tensor:
-        """How much (N, 1, H, W) of the brightest exposure each pixel takes: the least that lifts it to the floor, spread."""
+    def fraction(self, fused: Tensor, bright: Tensor) -> Tensor | None:
+        """How much (N, 1, H, W) of the brightest exposure each pixel takes: the least that lifts it to the floor,
+        spread; ``None`` where no pixel falls short (most strips of most photographs: nothing to spread)."""
         lit, luma = gray(*bright.float().unbind(-3))[:, None], gray(*fused.float().unbind(-3))[:, None]
         floor = torch.where((lit >= SHOWN[0]) & (lit <= SHOWN[1]), (self.floor * lit).clamp(max=self.cap), 0.0)
-        needed = ((floor - luma).relu() / (lit - luma).clamp_min(1e-6)).clamp(0, 1)
+        shortfall = (floor - luma).relu()
+        if not shortfall.requires_grad and not shortfall.any():
+            return None
+        needed = (shortfall / (lit - luma).clamp_min(1e-6)).clamp(0, 1)
         if self.radius:
             needed = F.max_pool2d(needed, 2 * self.radius + 1, stride=1, padding=self.radius)
         if self.sigma:
