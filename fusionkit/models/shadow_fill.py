@@ -26,7 +26,8 @@ SHOWN = (0.1, 0.9)
 
 
 class ShadowFill:
-    """``fill(fused, exposures)``: (N, 3, H, W) fused and (N, K, 3, H, W) exposures in [0, 1] -> filled fusion."""
+    """``fill(fused, exposures)``: (N, 3, H, W) fused and (N, K, 3, H, W) exposures in [0, 1] -> filled fusion
+    (without gradients ``fused`` itself, filled in place a strip of rows at a time)."""
 
     def __init__(self, floor: float = 0.3, cap: float = 0.05, radius: int = 4, sigma: float = 2.0) -> None:
         if not (0 < floor <= 1 and 0 < cap <= 1):
