@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: se_strip, width 32, any number of exposures, trained on real brackets (recipe: docs/pretrained.md).
+#: se_strip, width 32, any number of exposures, distilled from mef_opt on real brackets (recipe: docs/pretrained.md).
 SE_STRIP_REAL = Path(__file__).resolve().parent / "pretrained" / "se_strip_real.safetensors"
 
 
 def se_strip_real() -> Path:
-    """se_strip (any number of exposures) trained on real brackets with MEF-SSIM and the tones loss."""
+    """se_strip (any number of exposures) distilled from ``mef_opt``'s weights on real brackets; fuses with the shadow fill."""
     return SE_STRIP_REAL
