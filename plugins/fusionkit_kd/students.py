@@ -27,10 +27,11 @@ def build_student(
 ) -> FusionNet:
     """Compose backbone -> ``spatial_blocks`` x spatial attention -> head (with channel attention).
 
-    A head that produces weight maps (``kd_weights``) gets a :class:`WeightBlend` (``blend``,
-    ``prior``, ``keep_balance``, ``fine_levels``, ``prior_shift``, ``shadow_fill``: by default the learned weights choose
-    the two finest pyramid levels' detail and Mertens' weights the tones); the paper's ``kd_upsample`` regresses the image. ``num_inputs=None`` accepts any
-    number of exposures (shared per-exposure network, see FusionNet).
+    A head that produces weight maps (``kd_weights``) gets a :class:`WeightBlend` (``blend``, ``prior``,
+    ``keep_balance``, ``fine_levels``, ``prior_shift``, ``shadow_fill``: by default the learned weights choose
+    the two finest pyramid levels' detail and Mertens' weights the tones); the paper's ``kd_upsample``
+    regresses the image. ``num_inputs=None`` accepts any number of exposures (shared per-exposure network,
+    see FusionNet).
     """
     per_exposure = num_inputs is None
     weights = getattr(fusionkit.component("fusion_head", head).factory, "produces", "image") == "weights"
