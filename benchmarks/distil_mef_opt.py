@@ -85,6 +85,8 @@ def teach(args: argparse.Namespace) -> None:
     options = key_values(args.teacher_option, "--teacher-option")
     teacher = fusionkit.create("method", "mef_opt", **options)
     training, validation, _ = scenes(data_root(args.data))
+    if args.extra:  # more training scenes (references unused): e.g. brackets rendered by `fusionkit data render`
+        training += [(f"extra-{bracket.name}", bracket) for bracket in find_brackets(Path(args.extra), "train")]
     out = Path(args.out)
     jobs = [(split, name, paths) for split, named in (("train", training), ("val", validation)) for name, bracket in named for paths in subsets(bracket, args.triplets)]
     for split, name, paths in tqdm(jobs, desc="teacher logits", unit="bracket"):
@@ -318,6 +320,7 @@ def main() -> None:
     step.add_argument("out")
     step.add_argument("--teacher-option", action="append", default=[], help="KEY=VALUE for mef_opt (repeatable)")
     step.add_argument("--triplets", action="store_true", help="also darkest + middle + brightest (twice the teacher's time)")
+    step.add_argument("--extra", help="a bracket folder whose train scenes are more training scenes (e.g. `fusionkit data render` output)")
     step = commands.add_parser("train", help="regress the teacher's logits")
     step.add_argument("teacher")
     step.add_argument("run_dir")

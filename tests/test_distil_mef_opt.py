@@ -43,6 +43,9 @@ def test_the_student_learns_the_teachers_logits(tmp_path):
     stamp = {p: p.stat().st_mtime_ns for p in teacher.rglob("*.safetensors")}
     distil("teach", str(teacher), data=data)
     assert {p: p.stat().st_mtime_ns for p in teacher.rglob("*.safetensors")} == stamp  # a rerun finishes only the rest
+    extra = tmp_path / "teacher_extra"  # more training scenes from another bracket folder (here sice's, again)
+    distil("teach", str(extra), "--extra", str(data / "sice"), "--teacher-option", "iterations=2", data=data)
+    assert len(list(extra.glob("train/extra-*.safetensors"))) == 4 and len(list((extra / "val").iterdir())) == 1
 
     run = tmp_path / "run"
     distil("train", str(teacher), str(run), "--steps", "40", "--eval-every", "20", "--batch-size", "2", "--crop", "48", "--lr", "3e-3", "--tone-weight", "0.3", data=data)
