@@ -46,6 +46,7 @@ from fusionkit.files import write_atomic, write_json
 from fusionkit.inference.hardware import cpu_description
 from fusionkit.inference.pipeline import fuse_with_model, student_input
 from fusionkit.models.fusionnet import pad_to_multiple
+from fusionkit.models.shadow_fill import SHOWN
 from fusionkit.runs.checkpoint import build_from_recipe, load_model, load_weights, make_recipe, read_recipe, save_model
 from fusionkit.runs.checkpoint import paths as checkpoint_paths
 from fusionkit_kd.pretrained import SE_STRIP_REAL
@@ -118,7 +119,7 @@ def sample(path: Path, multiple: int, shadow_emphasis: float = 0.0) -> dict:
     if shadow_emphasis:
         lit = brightest_luma(small)[:, None]
         fused = luma(pyramid_blend(small, prior.exp()[:, :, None]).clamp(0, 1))[:, None]
-        at_risk = ((fused < 0.05) & (lit >= 0.1) & (lit <= 0.9)).float()
+        at_risk = ((fused < 0.05) & (lit >= SHOWN[0]) & (lit <= SHOWN[1])).float()
         mask = mask + shadow_emphasis * F.max_pool2d(at_risk, 5, stride=1, padding=2)  # and 2 px around
     mask = F.pad(mask, pad)
     return {"input": net_input, "target": F.pad(target, pad), "prior": F.pad(prior, pad), "mask": mask, "small": F.pad(small, pad)}

@@ -9,8 +9,6 @@ without a shortfall are skipped), and of a fusion that is black everywhere (ever
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -18,14 +16,7 @@ import fusionkit
 from fusionkit.inference.hardware import cpu_description
 from fusionkit.models.shadow_fill import ShadowFill
 
-
-def seconds(work, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from mef_ssim_speed import seconds  # median of timed calls after a warm-up
 
 
 def main() -> None:
@@ -46,7 +37,7 @@ def main() -> None:
         f"shadow fill of Mertens' fusion ({short:.2%} of pixels short)": seconds(lambda: fill(fused.clone(), exposures), args.repeats),
         "shadow fill, every pixel short": seconds(lambda: fill(torch.zeros_like(fused), exposures), args.repeats),
     }
-    print(f"{cpu_description()}; {width}x{height} ({width * height / 1e6:.0f} MP), median of {args.repeats}")
+    print(f"{cpu_description()}; {width}x{height} ({width * height / 1e6:.0f} MP), median of {args.repeats} after a warm-up")
     for what, taken in rows.items():
         print(f"| {what} | {taken:.2f} s |")
 

@@ -1,10 +1,12 @@
-"""Colour conventions, each written once for every layer: BT.601 luma, YCbCr, the networks' [-1, 1] range, DeepFuse's
-chroma rule, MATLAB's grey weights, and the sRGB curve with Rec. 709 luminance for the emulated camera."""
+"""Colour conventions, each written once for every layer: BT.601 luma (and which exposure of a bracket is brightest
+by it), YCbCr, the networks' [-1, 1] range, DeepFuse's chroma rule, MATLAB's grey weights, and the sRGB curve with
+Rec. 709 luminance for the emulated camera."""
 
 from __future__ import annotations
 
 import kornia.color
 import numpy as np
+import torch
 from torch import Tensor
 
 #: ITU-R BT.601 luma weights, as cv2.cvtColor(..., COLOR_RGB2GRAY) uses them.
@@ -25,6 +27,14 @@ def gray(r: Tensor, g: Tensor, b: Tensor) -> Tensor:
 def luma(images: Tensor) -> Tensor:
     """(..., 3, H, W) RGB -> (..., H, W) BT.601 luma in float32 (``gray`` of the colour planes)."""
     return gray(*images.float().unbind(dim=-3))
+
+
+def brightest_exposure(exposures: Tensor, rows: int = 256) -> Tensor:
+    """The exposure (N, 3, H, W) of highest mean luma in (N, K, 3, H, W) exposures; the luma is summed in float64,
+    ``rows`` rows at a time, so a large bracket needs no luma of every exposure at once."""
+    strips = range(0, exposures.shape[-2], rows)
+    sums = sum(gray(*exposures[..., top : top + rows, :].float().unbind(-3)).sum((-2, -1), dtype=torch.float64) for top in strips)
+    return exposures[torch.arange(exposures.shape[0], device=exposures.device), sums.argmax(1)]
 
 
 def rgb_to_ycbcr(x: Tensor) -> Tensor:

@@ -14,7 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..colour import MATLAB_GRAY, gray
+from ..colour import MATLAB_GRAY, brightest_exposure, gray
+from ..models.shadow_fill import SHOWN
 from .metrics import MetricInputError
 
 #: Q^AB/F constants of Xydeas & Petrović (2000): sigmoid gain Gamma, slope k, centre sigma for the
@@ -141,19 +142,15 @@ def crushed_shadows(fused: torch.Tensor, exposures: torch.Tensor) -> torch.Tenso
     Luma is BT.601 in [0, 1]; the brightest exposure is the one of highest mean luma.
     """
     rows = _strip_rows(exposures)
-    strips = range(0, exposures.shape[-2], rows)
-    means = sum(gray(*exposures[..., top : top + rows, :].double().unbind(-3)).sum((-2, -1)) for top in strips)
-    batch = torch.arange(exposures.shape[0], device=exposures.device)
-    brightest = exposures[batch, means.argmax(1)]
+    brightest = brightest_exposure(exposures, rows)
     crushed = 0
-    for top in strips:
+    for top in range(0, exposures.shape[-2], rows):
         lit = gray(*brightest[..., top : top + rows, :].double().unbind(-3))
         dark = gray(*fused[..., top : top + rows, :].double().unbind(-3)) < 0.02
-        crushed = crushed + (dark & (lit >= 0.1) & (lit <= 0.9)).sum((-2, -1))
+        crushed = crushed + (dark & (lit >= SHOWN[0]) & (lit <= SHOWN[1])).sum((-2, -1))
     return crushed.double() / fused[0, 0].numel()
 
 
 def brightest_luma(exposures: torch.Tensor) -> torch.Tensor:
     """BT.601 luma (N, H, W) of the exposure of highest mean luma in (N, K, 3, H, W) exposures."""
-    lumas = gray(*exposures.unbind(-3))
-    return lumas[torch.arange(lumas.shape[0], device=lumas.device), lumas.mean((-2, -1)).argmax(1)]
+    return gray(*brightest_exposure(exposures).unbind(-3))

@@ -17,12 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..colour import gray
+from ..colour import brightest_exposure, gray
 from ..errors import ComponentOptionError
 from .laplacian_blend import GPU_STRIP_ROWS, STRIP_ROWS
 
-#: Where the brightest exposure shows detail: the crushed-shadow measure's range.
+#: Where the brightest exposure shows detail (its luma): the crushed-shadow measure's range.
 SHOWN = (0.1, 0.9)
+
+
+def luma_floor(lit: Tensor, floor: float = 0.3, cap: float = 0.05) -> Tensor:
+    """The luma a fusion should not fall below: ``floor`` times the brightest exposure's luma ``lit``, at most
+    ``cap``, where that exposure shows detail (:data:`SHOWN`); 0 elsewhere. The ``tones`` loss's shadow floor too."""
+    return torch.where((lit >= SHOWN[0]) & (lit <= SHOWN[1]), (floor * lit).clamp(max=cap), 0.0)
 
 
 class ShadowFill:
@@ -42,7 +48,7 @@ class ShadowFill:
         return self.radius + math.ceil(3 * self.sigma)
 
     def __call__(self, fused: Tensor, exposures: Tensor) -> Tensor:
-        bright = exposures[torch.arange(exposures.shape[0], device=exposures.device), brightest(exposures)]
+        bright = brightest_exposure(exposures)
         if torch.is_grad_enabled() and (fused.requires_grad or exposures.requires_grad):
             fraction = self.fraction(fused, bright)
             return fused if fraction is None else fused + fraction * (bright - fused)
@@ -63,8 +69,7 @@ class ShadowFill:
         """How much (N, 1, H, W) of the brightest exposure each pixel takes: the least that lifts it to the floor,
         spread; ``None`` where no pixel falls short (most strips of most photographs: nothing to spread)."""
         lit, luma = gray(*bright.float().unbind(-3))[:, None], gray(*fused.float().unbind(-3))[:, None]
-        floor = torch.where((lit >= SHOWN[0]) & (lit <= SHOWN[1]), (self.floor * lit).clamp(max=self.cap), 0.0)
-        shortfall = (floor - luma).relu()
+        shortfall = (luma_floor(lit, self.floor, self.cap) - luma).relu()
         if not shortfall.requires_grad and not shortfall.any():
             return None
         needed = (shortfall / (lit - luma).clamp_min(1e-6)).clamp(0, 1)
@@ -75,9 +80,3 @@ class ShadowFill:
             needed = kornia.filters.gaussian_blur2d(needed, (size, size), (self.sigma, self.sigma), border_type="replicate")
         return needed
 
-
-def brightest(exposures: Tensor) -> Tensor:
-    """Index (N,) of the exposure of highest mean luma, read a strip of rows at a time."""
-    height = exposures.shape[-2]
-    sums = sum(gray(*exposures[..., top : top + STRIP_ROWS, :].float().unbind(-3)).sum((-2, -1)) for top in range(0, height, STRIP_ROWS))
-    return sums.argmax(1)

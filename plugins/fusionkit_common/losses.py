@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusionkit.api import GRAY, QABF_CONSTANTS, ComponentOptionError, brightest_luma, build_perceptual_loss, gray, mef_ssim, mertens_weights, pyramid_blend
+from fusionkit.api import GRAY, QABF_CONSTANTS, ComponentOptionError, brightest_luma, build_perceptual_loss, gray, luma_floor, mef_ssim
+from fusionkit.api import mertens_weights, pyramid_blend
 from fusionkit.api import MEF_SSIM_SCALE_WEIGHTS as SCALE_WEIGHTS
 from fusionkit.api import MEF_SSIM_WINDOW as WINDOW
 
@@ -107,7 +108,7 @@ class ToneLoss(nn.Module):
         block = min(self.block, *exposures.shape[-2:])
         tones = F.avg_pool2d(gray(*mertens.unbind(-3))[:, None], block, ceil_mode=True)
         brightest = brightest_luma(exposures)[:, None]
-        floor = torch.where((brightest >= 0.1) & (brightest <= 0.9), (self.shadow_floor * brightest).clamp_(max=self.shadow_cap), 0.0)
+        floor = luma_floor(brightest, self.shadow_floor, self.shadow_cap)
         return tones, floor
 
 
