@@ -256,10 +256,13 @@ def score(args: argparse.Namespace) -> None:
     if args.teacher:
         methods["teacher"] = fusionkit.create("method", "mef_opt", **key_values(args.teacher_option, "--teacher-option"))
     rows, tones = {label: [] for label in methods}, {label: [] for label in methods}
+    seconds = dict.fromkeys(methods, 0.0)
     for _, bracket in validation:  # each pair read once, fused by every method
         x = read_bracket([bracket.exposures[0], bracket.exposures[-1]])
         for label, method in methods.items():
+            start = time.perf_counter()
             f = method(x).clamp(0, 1)
+            seconds[label] += time.perf_counter() - start
             rows[label].append((float(mef_ssim_rgb(f, x)), float(qabf(f, x)), float(crushed_shadows(f, x))))
     for bracket in sice:
         x, reference = read_bracket([bracket.exposures[0], bracket.exposures[-1]]), read_image(bracket.reference)[None]
@@ -271,9 +274,10 @@ def score(args: argparse.Namespace) -> None:
         results[label] = {
             "mef_ssim": sum(r[0] for r in scored) / count, "qabf": sum(r[1] for r in scored) / count,
             "crushed_shadows": sum(r[2] for r in scored) / count, "sice_train_psnr": sum(tones[label]) / len(tones[label]),
+            "seconds_per_pair": seconds[label] / count,
         }
         print(label, json.dumps({k: round(v, 5) for k, v in results[label].items()}), flush=True)
-    write_json(Path(args.run) / "validation.json", {**results, "student_options": options})
+    write_json(Path(args.run) / "validation.json", {**results, "student_options": options, "cpu": cpu_description()})
 
 
 def student_with(run: Path, options: dict) -> tuple[torch.nn.Module, dict]:

@@ -48,10 +48,16 @@ class FuserOptions:
     threads: int | None = None
     device: str = "auto"
     steps: BracketSteps = BracketSteps()
+    refine_steps: int | None = None  # None: as the checkpoint says
 
     def check(self) -> None:
         """Refuse options no fuser can use, before anything is loaded."""
         self.steps.check()
+        if self.refine_steps is not None:
+            if self.method is not None:
+                raise FusionkitError(f"{param('refine_steps')} refines a student's weights; {param('method')} {self.method} has none (mef_opt optimises from Mertens' weights)")
+            if self.refine_steps < 0:
+                raise FusionkitError(f"{param('refine_steps')} {self.refine_steps}: give 0 or more steps")
         if self.checkpoint is not None and self.method is not None:
             raise FusionkitError(f"give {param('checkpoint')} or {param('method')}, not both")
         if self.method is not None and self.tile is not None:
@@ -75,7 +81,11 @@ class FuserOptions:
             if fuser.oracle:
                 raise FusionkitError(f"{param('method')} {self.method} is an oracle that needs the ground truth; it cannot fuse new photos")
         else:
-            fuser = Fuser.from_checkpoint(self.checkpoint, **options) if self.checkpoint is not None else Fuser.default(**options)
+            model_options = None if self.refine_steps is None else {"refine_steps": self.refine_steps}
+            if self.checkpoint is not None:
+                fuser = Fuser.from_checkpoint(self.checkpoint, model_options, **options)
+            else:
+                fuser = Fuser.default(model_options, **options)
             if fuser.role != "student":
                 raise FusionkitError(f"{param('checkpoint')} {self.checkpoint}: holds a {fuser.role}, fuse needs a student")
         return fuser.to(device), device
@@ -85,7 +95,7 @@ def fuse_files(
     inputs: list[Path], output: Path, *, checkpoint: Path | None = None, method: str | None = None,
     tile: int | None = None, overlap: int = 64, bits: int = 8, device: str = "auto",
     work_size: int | None = DEFAULT_WORK_SIZE, precision: str = "auto", threads: int | None = None,
-    tile_batch: int | None = None, steps: BracketSteps = BracketSteps(),
+    tile_batch: int | None = None, steps: BracketSteps = BracketSteps(), refine_steps: int | None = None,
 ) -> Path:
     """Fuse ``inputs`` into ``output``; by default with the latest trained run's student.
 
@@ -93,11 +103,13 @@ def fuse_files(
     ``output`` is written atomically, so a failed or interrupted call leaves no file changed. ``steps``: the
     bracket's alignment and deghosting (see :class:`.prepare.BracketSteps`).
     A weight-map student runs at ``work_size`` (long side; ``None``: full resolution) unless tiled;
-    tiles run ``tile_batch`` at a time (``None``: :func:`default_tile_batch` for the device).
+    tiles run ``tile_batch`` at a time (``None``: :func:`default_tile_batch` for the device);
+    ``refine_steps`` replaces the student's own (None: as its checkpoint says).
     """
     inputs, output = [Path(p) for p in inputs], Path(output)
     options = FuserOptions(checkpoint=checkpoint, method=method, tile=tile, overlap=overlap, tile_batch=tile_batch,
-                           work_size=work_size, precision=precision, threads=threads, device=device, steps=steps)
+                           work_size=work_size, precision=precision, threads=threads, device=device, steps=steps,
+                           refine_steps=refine_steps)
     options.check()
     check_output(inputs, output, bits)
     fuser, dev = options.build()

@@ -58,10 +58,11 @@ class Fuser:
             check_tiling(self.tile, self.overlap, getattr(self.model, "multiple_of", 1))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **options) -> "Fuser":
-        """The student or teacher in ``path`` (a .safetensors file or a run folder's student)."""
+    def from_checkpoint(cls, path: str | Path, model_options: dict | None = None, **options) -> "Fuser":
+        """The student or teacher in ``path`` (a .safetensors file or a run folder's student); ``model_options``
+        replace some of its recipe's (e.g. ``refine_steps``)."""
         file = checkpoints_in(path)[0]
-        model, recipe = load_model(file, map_location="cpu")
+        model, recipe = load_model(file, map_location="cpu", options=model_options)
         return cls.trained(model.eval(), recipe, f" ({file.parent.name})", str(file), **options)
 
     @classmethod
@@ -77,14 +78,14 @@ class Fuser:
         return cls(create("method", name).eval(), "method", name, source="training-free", **options)
 
     @classmethod
-    def default(cls, **options) -> "Fuser":
+    def default(cls, model_options: dict | None = None, **options) -> "Fuser":
         """The latest trained run's student, else the shipped pretrained student (saying so on stderr)."""
         run = latest_run()
         if run is not None:
-            return cls.from_checkpoint(run / "student.safetensors", **options)
+            return cls.from_checkpoint(run / "student.safetensors", model_options, **options)
         shipped = shipped_student()
         print(f"fusionkit: no trained run in runs/; fusing with the pretrained student {shipped.stem}", file=sys.stderr)
-        return cls.from_checkpoint(shipped, **options)
+        return cls.from_checkpoint(shipped, model_options, **options)
 
     @property
     def oracle(self) -> bool:

@@ -27,6 +27,8 @@ PRIORS = ("mertens", "none")
 #: ``logits_of(top, bottom)`` -> logits (N, K, bottom - top, W) of rows top:bottom, so full-resolution
 #: logits need never exist (see :meth:`WeightBlend.forward`).
 LogitRows = Callable[[int, int], Tensor]
+#: ``refine(exposures, logits, blend)`` -> logits corrected for these exposures (a per-image optimisation).
+Refiner = Callable[[Tensor, Tensor, "WeightBlend"], Tensor]
 
 __all__ = ["WeightBlend", "mertens_weights", "pyramid_blend", "pyramid_levels"]
 
@@ -85,13 +87,15 @@ class WeightBlend(nn.Module):
     the prior's weights the coarser levels and so the tones; ``prior_shift`` tilts the prior from the
     darkest exposure (0) to the brightest (``prior_shift``, a log weight), so a negative shift keeps
     more of the darker exposures' tones; ``shadow_fill`` mixes in the brightest exposure where the
-    blend would leave black what it shows (:class:`ShadowFill`); ``mode="pyramid"`` blends in a
-    Laplacian pyramid, ``"direct"`` per pixel.
+    blend would leave black what it shows (:class:`ShadowFill`); ``refine``, when fusing without
+    gradients, corrects the logits for each image before they are used (``mef_opt``'s ascent, see
+    ``refine_steps`` of the student presets); ``mode="pyramid"`` blends in a Laplacian pyramid,
+    ``"direct"`` per pixel.
     """
 
     def __init__(
         self, mode: str = "pyramid", prior: str = "mertens", levels: int | None = None, keep_balance: bool = False,
-        fine_levels: int | None = None, prior_shift: float = 0.0, shadow_fill: bool = False,
+        fine_levels: int | None = None, prior_shift: float = 0.0, shadow_fill: bool = False, refine: Refiner | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(shadow_fill, bool):
@@ -109,9 +113,12 @@ class WeightBlend(nn.Module):
             raise ComponentOptionError(f"prior_shift must be a number, got {prior_shift!r}")
         if prior_shift and prior != "mertens":
             raise ComponentOptionError("prior_shift tilts Mertens' weights: it needs prior 'mertens'")
+        if refine is not None and (mode != "pyramid" or prior != "mertens"):
+            raise ComponentOptionError("refining the logits optimises a pyramid blend on Mertens' weights: it needs blend mode 'pyramid' and prior 'mertens'")
         self.mode, self.prior, self.levels, self.keep_balance, self.fine_levels = mode, prior, levels, keep_balance, fine_levels
         self.prior_shift = float(prior_shift)
         self.shadow_fill = ShadowFill() if shadow_fill else None
+        self.refine = refine
 
     def weights(self, exposures: Tensor, logits: Tensor, prior: Tensor | None = None, logit_means: Tensor | None = None) -> Tensor:
         """Weights (N, K, 1, H, W) that sum to one over the exposures (``prior``: Mertens' weights, if known;
@@ -149,6 +156,8 @@ class WeightBlend(nn.Module):
         images = exposures.float()
         tracked = images.requires_grad or (isinstance(logits, Tensor) and logits.requires_grad)
         if not (torch.is_grad_enabled() and tracked):
+            if self.refine is not None:
+                logits = self.refine(images, (logits(0, images.shape[-2]) if callable(logits) else logits).float(), self)
             fused = self._blend_rows(images, logits if callable(logits) else (lambda top, bottom: logits[..., top:bottom, :]))
         else:
             fused = self._blend_tracked(images, logits)

@@ -152,9 +152,13 @@ def _check_shapes(weights_path: Path, tensors: dict[str, torch.Tensor], expected
         )
 
 
-def load_model(stem: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from its recipe and load its safetensors weights (strict)."""
+def load_model(
+    stem: str | Path, map_location: str | torch.device = "cpu", options: dict[str, Any] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from its recipe and load its safetensors weights (strict); ``options`` replace some of the
+    recipe's (those of how it fuses, such as ``refine_steps``, which leave the weights as they are)."""
     recipe = read_recipe(stem)
+    recipe["options"] = {**recipe.get("options", {}), **(options or {})}
     model = build_from_recipe(recipe, paths(stem)[0])
     return load_weights(stem, model).to(map_location), recipe
 

@@ -48,14 +48,23 @@ class MEFOpt(FusionMethod):
         self.edges = fusionkit.create("loss", "qabf")
         self.blend = WeightBlend("pyramid", "mertens", fine_levels=fine_levels)
 
-    def logits(self, exposures: torch.Tensor) -> torch.Tensor:
-        """The optimised coarse logits (N, K, h, w) of (N, K, 3, H, W) exposures."""
-        with torch.inference_mode(False), torch.enable_grad():
+    def logits(self, exposures: torch.Tensor, start: torch.Tensor | None = None, blend: WeightBlend | None = None) -> torch.Tensor:
+        """The optimised coarse logits (N, K, h, w) of (N, K, 3, H, W) exposures.
+
+        ``start``: logits (N, K, H, W) the coarse ones are added to (a student's, to refine them; default
+        none, Mertens' weights alone); ``blend``: the :class:`WeightBlend` whose prior and levels are
+        optimised for (default this method's: Mertens' untilted weights).
+        """
+        blend = blend or self.blend
+        # Float32 whatever the caller's autocast: MEF-SSIM's small differences do not survive bf16.
+        with torch.inference_mode(False), torch.enable_grad(), torch.autocast(exposures.device.type, enabled=False):
             small = fit_within(exposures.float().clone(), self.work_size)
-            prior_weights = self.blend.prior_weights(small)
-            fine_levels = self.blend.fine_levels
-            prior, coarse = prior_weights.log(), (None if fine_levels is None else prior_weights)
             size = small.shape[-2:]
+            prior_weights = blend.prior_weights(small)
+            fine_levels = blend.fine_levels
+            prior, coarse = prior_weights.log(), (None if fine_levels is None else prior_weights)
+            if start is not None:
+                prior = prior + _resized(start.float(), size).clone()[:, :, None]  # clone: not an inference tensor
             z = torch.zeros(*small.shape[:2], -(-size[0] // self.cell) + 1, -(-size[1] // self.cell) + 1, device=small.device, requires_grad=True)
             optimiser = torch.optim.Adam([z], lr=self.lr)
             for _ in range(self.iterations):
@@ -69,6 +78,10 @@ class MEFOpt(FusionMethod):
                 optimiser.step()
         return z.detach()
 
+    def refine(self, exposures: torch.Tensor, logits: torch.Tensor, blend: WeightBlend) -> torch.Tensor:
+        """A student's full-resolution logits (N, K, H, W), corrected by this method's ascent from them for ``blend``."""
+        return logits + _upsampled(self.logits(exposures, logits, blend), exposures.shape[-2:])
+
     def fuse(self, exposures: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
         z = self.logits(exposures)
         logits = _upsampled(z, exposures.shape[-2:])
@@ -77,3 +90,10 @@ class MEFOpt(FusionMethod):
 
 def _upsampled(z: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(z, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _resized(logits: torch.Tensor, size) -> torch.Tensor:
+    """Logits (N, K, H, W) at ``size`` (antialiased when smaller), the optimisation's copy of the photos."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import fusionkit
 from fusionkit.api import ComponentOptionError, FusionNet, WeightBlend
 
+#: ``mef_opt``'s objective when it refines a student's weights: that of the teacher the shipped student
+#: was distilled from (docs/pretrained.md), MEF-SSIM with an edge term and a shadow floor.
+REFINE_OBJECTIVE = {"tone_weight": 0.01, "shadow_weight": 3000.0, "edge_weight": 0.15}
+
 
 def build_student(
     *,
@@ -24,12 +28,15 @@ def build_student(
     fine_levels: int | None = 2,
     prior_shift: float = 0.0,
     shadow_fill: bool = False,
+    refine_steps: int = 0,
 ) -> FusionNet:
     """Compose backbone -> ``spatial_blocks`` x spatial attention -> head (with channel attention).
 
     A head that produces weight maps (``kd_weights``) gets a :class:`WeightBlend` (``blend``, ``prior``,
     ``keep_balance``, ``fine_levels``, ``prior_shift``, ``shadow_fill``: by default the learned weights choose
-    the two finest pyramid levels' detail and Mertens' weights the tones); the paper's ``kd_upsample``
+    the two finest pyramid levels' detail and Mertens' weights the tones; ``refine_steps=n``: when fusing,
+    n steps of ``mef_opt``'s ascent, with the objective of the teacher the shipped student learned from, start
+    from the network's weights and correct them for each photo); the paper's ``kd_upsample``
     regresses the image. ``num_inputs=None`` accepts any number of exposures (shared per-exposure network,
     see FusionNet).
     """
@@ -37,6 +44,10 @@ def build_student(
     weights = getattr(fusionkit.component("fusion_head", head).factory, "produces", "image") == "weights"
     if per_exposure and not weights:
         raise ComponentOptionError(f"num_inputs=None (any number of exposures) needs a weight-map head, not {head!r}")
+    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+        raise ComponentOptionError(f"refine_steps must be a whole number >= 0; got {refine_steps!r}")
+    if refine_steps and not weights:
+        raise ComponentOptionError(f"refine_steps corrects blend weights: it needs a weight-map head, not {head!r}")
     body = fusionkit.create("backbone", backbone, in_channels * (1 if per_exposure else num_inputs), width=width, num_blocks=num_blocks)
     spatial = [fusionkit.create("attention", spatial_attention, body.out_channels) for _ in range(spatial_blocks)]
     fusion_head = fusionkit.create(
@@ -51,7 +62,8 @@ def build_student(
     return FusionNet(
         body, spatial, fusion_head, in_channels=in_channels, num_inputs=num_inputs,
         blend=WeightBlend(
-            blend, prior, keep_balance=keep_balance, fine_levels=fine_levels, prior_shift=prior_shift, shadow_fill=shadow_fill
+            blend, prior, keep_balance=keep_balance, fine_levels=fine_levels, prior_shift=prior_shift, shadow_fill=shadow_fill,
+            refine=fusionkit.create("method", "mef_opt", iterations=refine_steps, **REFINE_OBJECTIVE).refine if refine_steps else None,
         )
         if weights else None,
     )
@@ -61,6 +73,7 @@ def kd_baseline(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=False,
     spatial_attention="none", spatial_blocks=2, channel_attention="none", backbone="kd_resnet", head="kd_weights",
     blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0, shadow_fill=False,
+    refine_steps=0,
 ) -> FusionNet:
     """KDDN student (Hong et al. 2020): no low-level skip, no attention."""
     return build_student(**locals())
@@ -70,6 +83,7 @@ def dense_fusion(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=True,
     spatial_attention="none", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_weights",
     blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0, shadow_fill=False,
+    refine_steps=0,
 ) -> FusionNet:
     """Low-level skip + SE channel attention, no strip pooling (the paper's DenseFusion)."""
     return build_student(**locals())
@@ -79,6 +93,7 @@ def se_strip(
     *, in_channels=3, num_inputs=2, width=64, num_blocks=6, skip=True,
     spatial_attention="strip", spatial_blocks=2, channel_attention="se", backbone="kd_resnet", head="kd_weights",
     blend="pyramid", prior="mertens", keep_balance=False, fine_levels=2, prior_shift=0.0, shadow_fill=False,
+    refine_steps=0,
 ) -> FusionNet:
     """The paper's Final: low-level skip, SE channel attention, two strip-pooling modules."""
     return build_student(**locals())
