@@ -298,7 +298,7 @@ def ship(args: argparse.Namespace) -> None:
     options = validation.get("student_options", {})
     model, recipe = student_with(run, options)
     rounded = lambda row: {key: round(value, 5) for key, value in row.items()}
-    init = recipe["recipe"].get("init")
+    init, target = recipe["recipe"].get("init"), Path(args.to).with_suffix("")
     recipe["shipped"] = {
         "command": "make pretrained (docs/pretrained.md): " + recipe["recipe"]["command"],
         "student_options": options,  # as scored: how the shipped student fuses
@@ -306,15 +306,27 @@ def ship(args: argparse.Namespace) -> None:
                 "validation) and sice/train (references unused), full size; student input: those photos at 512 px",
         "device": cpu_description(),
         # the student it started from, as that one was made (read before the shipped file is replaced)
-        "init": {"checkpoint": init, "shipped": read_recipe(init).get("shipped")} if init else None,
+        "init": init_record(init, target, model),
         "validation": {
             "set": "the held-out brackets/train scenes at full size, darkest + brightest; PSNR on sice/train (training scenes)",
             **rounded(validation["student"]), "mertens": rounded(validation["mertens"]),
         },
     }
-    target = Path(args.to).with_suffix("")
     save_model(target, model, recipe)
     print(f"shipped {run / 'student'} as {target}.safetensors")
+
+
+def init_record(init: str | None, target: Path, model: torch.nn.Module) -> dict | None:
+    """How the student a run started from was made. Shipping again the student already shipped (other options,
+    the same weights) keeps the record it has: the file the run started from is then that student itself."""
+    if not init:
+        return None
+    shipped = read_recipe(init).get("shipped")
+    if Path(init).with_suffix("").resolve() == target.resolve() and shipped is not None:
+        current = load_model(target)[0].state_dict()
+        if all(torch.equal(value, current[key]) for key, value in model.state_dict().items()):
+            return shipped["init"]
+    return {"checkpoint": init, "shipped": shipped}
 
 
 def main() -> None:

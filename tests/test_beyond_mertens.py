@@ -131,7 +131,7 @@ def test_student_without_distillation_trains_without_a_teacher(tmp_path):
     recipe = read_recipe(run / "student")
     assert recipe["complete"] and not (run / "teacher.json").exists()
     assert recipe["losses"] == {"mef_ssim": 1.0, "tones": 0.3}
-    assert recipe["options"]["fine_levels"] is None  # the recipe lets the learned weights choose every level
+    assert recipe["options"]["fine_levels"] == 6 and recipe["options"]["refine_steps"] == 10  # the recipe's: as the shipped student fuses
 
 
 def test_qabf_loss_trains_a_student(tmp_path):

@@ -81,4 +81,19 @@ def test_the_student_learns_the_teachers_logits(tmp_path):
     scores = json.loads((fine / "validation.json").read_text())
     assert recipe["shipped"]["validation"]["mef_ssim"] == round(scores["student"]["mef_ssim"], 5)
     assert recipe["shipped"]["validation"]["mertens"]["qabf"] == round(scores["mertens"]["qabf"], 5)
+    assert scores["student"]["seconds_per_pair"] > 0 and scores["cpu"]
+
+    # Shipped again with other options (the run started from the shipped file, which holds its own weights):
+    # the record of what it started from is kept, not replaced by the shipped file's own.
+    again = tmp_path / "again"
+    shutil.copytree(fine, again)
+    meta = json.loads((again / "student.json").read_text())
+    meta["recipe"]["init"] = str(shipped.with_suffix(""))
+    (again / "student.json").write_text(json.dumps(meta))
+    distil("score", str(again), "--student-option", "shadow_fill=true", "--student-option", "refine_steps=1", data=data)
+    first_init = recipe["shipped"]["init"]
+    distil("ship", str(again), "--to", str(shipped), data=data)
+    model, recipe = load_model(shipped.with_suffix(""))
+    assert model.blend.refine is not None and recipe["shipped"]["student_options"] == {"shadow_fill": True, "refine_steps": 1}
+    assert recipe["shipped"]["init"] == first_init
 

@@ -221,16 +221,17 @@ def test_y_only_mode_trains_and_fuses_to_rgb(dataset, tmp_path):
     assert fused.shape == (1, 3, 36, 44) and 0 <= float(fused.min()) and float(fused.max()) <= 1
 
 
-def test_recipe_lets_the_learned_weights_choose_every_level_where_the_preset_takes_it():
+def test_recipe_fuses_as_the_shipped_student_where_the_preset_takes_it():
     """The recipe's student options reach presets that accept them, are recorded, and yield to --student-option."""
     from fusionkit.plugins import get_registry
     from fusionkit.training.config import RECIPE_STUDENT_OPTIONS, TrainConfig
 
-    assert RECIPE_STUDENT_OPTIONS == {"fine_levels": None}
-    assert TrainConfig().student_preset_options()["fine_levels"] is None
-    assert TrainConfig(student_options={"fine_levels": 2}).student_preset_options()["fine_levels"] == 2
+    assert RECIPE_STUDENT_OPTIONS == {"fine_levels": 6, "prior_shift": -0.25, "shadow_fill": True, "refine_steps": 10}
+    assert TrainConfig().student_preset_options()["fine_levels"] == 6
+    assert TrainConfig(student_options={"fine_levels": None}).student_preset_options()["fine_levels"] is None
     student = fusionkit.create("student", "se_strip", width=8, **{k: v for k, v in TrainConfig().student_preset_options().items() if k != "width"})
-    assert student.blend.fine_levels is None
+    assert student.blend.fine_levels == 6 and student.blend.shadow_fill is not None and student.blend.refine is not None
+    assert TrainConfig(student_options={"head": "kd_upsample"}).student_preset_options() == {"head": "kd_upsample", "width": 32}  # the paper's
     registry = get_registry()
     registry.register("student", "plain_net", lambda width=8: torch.nn.Identity(), plugin="tests")
     try:

@@ -22,10 +22,11 @@ else:  # pragma: no cover
 
 #: The student's loss terms and weights by default (the paper's: ``l1=2 distill=1 perceptual=1 mef_ssim=0 tones=0``).
 DEFAULT_LOSSES = {"l1": 0.0, "distill": 1.0, "perceptual": 1.0, "mef_ssim": 1.0, "tones": 0.3}
-#: Student options the recipe sets wherever the chosen preset takes them (``--student-option`` wins):
-#: the learned weights choose every pyramid level, tones included, which the ``tones`` loss keeps near
-#: Mertens' (docs/training.md); ``--student-option fine_levels=2`` leaves the coarse levels to the prior.
-RECIPE_STUDENT_OPTIONS: dict[str, Any] = {"fine_levels": None}
+#: Student options the recipe sets wherever the chosen preset takes them (``--student-option`` wins): those
+#: the shipped student fuses with (docs/training.md): learned weights for the six finest pyramid levels,
+#: Mertens' (tilted to the darker exposures) for the tones, the shadow fill, and ten steps of per-image
+#: refinement when fusing.
+RECIPE_STUDENT_OPTIONS: dict[str, Any] = {"fine_levels": 6, "prior_shift": -0.25, "shadow_fill": True, "refine_steps": 10}
 #: Options merged key by key over the layers (file, command line) instead of replaced whole: the loss
 #: weights over the defaults, and each loss term's options.
 MERGED = ("losses", "loss_options")
@@ -84,7 +85,8 @@ class TrainConfig:
 
     def student_preset_options(self) -> dict[str, Any]:
         """Options passed to ``create("student", ...)``: explicit parts override ``attention``."""
-        options = {key: value for key, value in RECIPE_STUDENT_OPTIONS.items() if _takes_option(self.student, key)}
+        recipe = RECIPE_STUDENT_OPTIONS if _blends_weights(self.student_options.get("head")) else {}
+        options = {key: value for key, value in recipe.items() if _takes_option(self.student, key)}
         options.update(self.student_options)
         if self.color == "y":
             options["in_channels"] = 1
@@ -113,6 +115,19 @@ class TrainConfig:
 def default_run_dir(config: TrainConfig) -> Path:
     """``runs/<student>-<time>``: where a run goes without ``run_dir``."""
     return Path("runs") / f"{config.student}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _blends_weights(head: str | None) -> bool:
+    """Whether a student with fusion head ``head`` (None: its preset's) blends the photos by weights, which the
+    recipe's student options are about; a head that regresses the image takes none of them."""
+    if head is None:
+        return True
+    import fusionkit
+
+    try:
+        return getattr(fusionkit.component("fusion_head", head).factory, "produces", "image") == "weights"
+    except FusionkitError:
+        return True  # an unknown head: building the student says why
 
 
 def _takes_option(student: str, option: str) -> bool:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import fusionkit
-from fusionkit.api import ComponentOptionError, WeightBlend, fit_within, pyramid_blend
+from fusionkit.api import MEF_SSIM_WINDOW, ComponentOptionError, WeightBlend, fit_within, pyramid_blend
 
 from .base import FusionMethod
 
@@ -60,12 +60,15 @@ class MEFOpt(FusionMethod):
         with torch.inference_mode(False), torch.enable_grad(), torch.autocast(exposures.device.type, enabled=False):
             small = fit_within(exposures.float().clone(), self.work_size)
             size = small.shape[-2:]
+            z = torch.zeros(*small.shape[:2], -(-size[0] // self.cell) + 1, -(-size[1] // self.cell) + 1, device=small.device)
+            if min(size) < MEF_SSIM_WINDOW:  # too thin for one MEF-SSIM window: nothing to optimise
+                return z
             prior_weights = blend.prior_weights(small)
             fine_levels = blend.fine_levels
             prior, coarse = prior_weights.log(), (None if fine_levels is None else prior_weights)
             if start is not None:
                 prior = prior + _resized(start.float(), size).clone()[:, :, None]  # clone: not an inference tensor
-            z = torch.zeros(*small.shape[:2], -(-size[0] // self.cell) + 1, -(-size[1] // self.cell) + 1, device=small.device, requires_grad=True)
+            z.requires_grad_(True)
             optimiser = torch.optim.Adam([z], lr=self.lr)
             for _ in range(self.iterations):
                 weights = torch.softmax(_upsampled(z, size)[:, :, None] + prior, dim=1)
