@@ -27,7 +27,8 @@ demo: install
 # trained on MEF-SSIM + tones on real brackets packed at the work size (meant for a GPU: about 7 minutes on
 # an H200). 2: mef_opt's per-image weights on the same scenes (about 20 minutes on 2 CPU cores, resumable),
 # distilled into that student (about 12 minutes on 2 cores), scored on the held-out scenes with the
-# shadow fill and the prior's tilt it ships with, and shipped as the plugin's pretrained student.
+# shadow fill, the prior's tilt and the per-image refinement it ships with, and shipped as the plugin's
+# pretrained student.
 PACKED ?= data/packed_real
 TEACHER ?= data/distil_fine6
 pretrained: install
@@ -42,7 +43,7 @@ pretrained: install
 		--init runs/pretrained/student --fine-levels 6 --lr 5e-4 --steps 800 --batch-size 4 --crop 192 \
 		--eval-every 100 --shadow-emphasis 20
 	$(BIN)/python benchmarks/distil_mef_opt.py score runs/distilled --student-option shadow_fill=true \
-		--student-option prior_shift=-0.25
+		--student-option prior_shift=-0.25 --student-option refine_steps=10
 	$(BIN)/python benchmarks/distil_mef_opt.py ship runs/distilled
 
 test: install

@@ -4,12 +4,14 @@
 
 The darkest and brightest exposure of a ``brackets/train`` scene, resized to each size, fused in process as
 ``fusionkit fuse`` does (network at 512 px, guided upsampling, strip blend, the fill), with the student's
-``refine_steps`` set to each of ``--steps``. Prints the CPU with the figures (median after a warm-up).
+``refine_steps`` set to each of ``--steps``. Prints the CPU with the figures (median after a warm-up) and the
+process's peak resident memory after each size (sizes run smallest first, so it is that size's peak).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +48,14 @@ def main() -> None:
     root = data_root(args.data)
     models = {steps: load_model(shipped_student(), options={"refine_steps": steps})[0].eval() for steps in args.steps}
     print(f"CPU: {cpu_description()}; torch threads {torch.get_num_threads()}; median of {args.repeats} after a warm-up")
-    print("| size | " + " | ".join(f"refine_steps {steps}" for steps in args.steps) + " |")
-    print("|---|" + "---|" * len(args.steps))
-    for megapixels in args.megapixels:
+    print("| size | " + " | ".join(f"refine_steps {steps}" for steps in args.steps) + " | peak memory |")
+    print("|---|" + "---|" * (len(args.steps) + 1))
+    for megapixels in sorted(args.megapixels):
         exposures = pair_of(megapixels, root)
         taken = [seconds(lambda: fuse_with_model(models[steps], exposures, work_size=DEFAULT_WORK_SIZE), args.repeats) for steps in args.steps]
         size = f"{exposures.shape[-1]}x{exposures.shape[-2]} ({megapixels:g} MP)"
-        print(f"| {size} | " + " | ".join(f"{t:.2f} s" for t in taken) + " |", flush=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+        print(f"| {size} | " + " | ".join(f"{t:.2f} s" for t in taken) + f" | {peak:.1f} GB |", flush=True)
 
 
 if __name__ == "__main__":

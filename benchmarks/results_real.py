@@ -73,9 +73,9 @@ def training_summary(label: str, run: Path) -> str:
         return f"| {label} | `{run}` | `{command}`{f', fusing with {fusing}' if fusing else ''} | {seconds if seconds is not None else ''} |"
     started = (run / "config.json").stat().st_mtime
     finished = (run / "student.json").stat().st_mtime
-    keys = ("student", "student_steps", "teacher_steps", "width", "crop", "batch_size", "exposures", "losses", "student_options", "data")
+    keys = ("student", "student_steps", "teacher_steps", "width", "crop", "batch_size", "exposures", "losses", "data")
     options = ", ".join(f"{k}={config.get(k)}" for k in keys if config.get(k) not in (None, {}, []))
-    return f"| {label} | `{run}` | {options} | {finished - started:.0f} |"
+    return f"| {label} | `{run}` | {options}, student options {recipe.get('options', {})} | {finished - started:.0f} |"
 
 
 def margins(figures: dict, runs: list[str]) -> list[str]:
