@@ -102,3 +102,15 @@ def test_fuse_refine_steps_overrides_the_checkpoints(tmp_path):
         result = CliRunner().invoke(cli, ["fuse", *photos, "-o", str(tmp_path / "x.png"), *args, "--refine-steps", "-1" if "give" in text else "3"])
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.exit_code == 1 and len(lines) == 1 and text in lines[0], result.output
+
+
+def test_refinement_runs_in_float32_under_autocast():
+    """fuse may run the network under bf16 autocast; the ascent (its edge term convolves) must not."""
+    exposures = real_scene(2, side=64)
+    method = fusionkit.create("method", "mef_opt", iterations=3, edge_weight=0.15)
+    blend = WeightBlend("pyramid", "mertens")
+    start = torch.zeros(1, 2, *exposures.shape[-2:])
+    plain = method.refine(exposures, start, blend)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = method.refine(exposures, start, blend)
+    assert autocast.dtype == torch.float32 and torch.allclose(autocast, plain, atol=1e-5)
