@@ -65,13 +65,13 @@ class MEFOpt(FusionMethod):
                 return z
             prior_weights = blend.prior_weights(small)
             fine_levels = blend.fine_levels
-            prior, coarse = prior_weights.log(), (None if fine_levels is None else prior_weights)
+            base, coarse = prior_weights.log(), (None if fine_levels is None else prior_weights)  # logits z is added to
             if start is not None:
-                prior = prior + _resized(start.float(), size).clone()[:, :, None]  # clone: not an inference tensor
+                base = base + _resized(start.float(), size).clone()[:, :, None]  # clone: not an inference tensor
             z.requires_grad_(True)
             optimiser = torch.optim.Adam([z], lr=self.lr)
             for _ in range(self.iterations):
-                weights = torch.softmax(_upsampled(z, size)[:, :, None] + prior, dim=1)
+                weights = torch.softmax(_upsampled(z, size)[:, :, None] + base, dim=1)
                 fused = pyramid_blend(small, weights, coarse_weights=coarse, fine_levels=fine_levels or 0).clamp(0, 1)
                 loss = self.mef_ssim(fused, small, None) + self.tone_weight * self.tones(fused, small, None)
                 if self.edge_weight:
