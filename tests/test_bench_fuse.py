@@ -24,7 +24,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("bench")
     data = make_fake_dataset(root / "data", train=4, val=1, test=2, size=48)  # MEF-SSIM needs 44 px
     config = make_config({"data": str(data), "run_dir": str(root / "run"), "width": 8, "crop": 32, "batch_size": 2,
-                          "teacher_steps": 6, "student_steps": 6, "losses": {"perceptual": 0}, "device": "cpu"})
+                          "teacher_steps": 6, "student_steps": 6, "losses": {"perceptual": 0}, "device": "cpu",
+                          "student_options": {"refine_steps": 0}})  # the refinement has its own tests (test_refine.py)
     return data, train(config)
 
 

@@ -23,7 +23,10 @@ from fusionkit.training.engine import Trainer, train
 from fusionkit.training.loop import NonFiniteLoss, TrainingInterrupted
 from tests.fake_exposure_data import make_fake_dataset
 
-TINY = dict(width=8, crop=32, batch_size=2, teacher_steps=12, student_steps=12, losses={"perceptual": 0}, log_every=1, device="cpu", checkpoint_every=5)
+# refine_steps=0: these tests are about training; the per-image refinement the recipe adds when fusing
+# (tests/test_refine.py) would only slow their validations.
+TINY = dict(width=8, crop=32, batch_size=2, teacher_steps=12, student_steps=12, losses={"perceptual": 0}, log_every=1, device="cpu",
+            checkpoint_every=5, student_options={"refine_steps": 0})
 
 
 @pytest.fixture(scope="module")
