@@ -47,8 +47,7 @@ from fusionkit.inference.hardware import cpu_description
 from fusionkit.inference.pipeline import fuse_with_model, student_input
 from fusionkit.models.fusionnet import pad_to_multiple
 from fusionkit.models.shadow_fill import SHOWN
-from fusionkit.runs.checkpoint import build_from_recipe, load_model, load_weights, make_recipe, read_recipe, save_model
-from fusionkit.runs.checkpoint import paths as checkpoint_paths
+from fusionkit.runs.checkpoint import load_model, make_recipe, read_recipe, save_model
 from fusionkit_kd.pretrained import SE_STRIP_REAL
 
 from pack_real_brackets import VALIDATION_EVERY  # the same held-out scenes as the packed data
@@ -249,7 +248,7 @@ def score(args: argparse.Namespace) -> None:
     shadows) and sice/train (PSNR to SICE's references; training scenes, a check that tones are kept)."""
     _, validation, sice = scenes(data_root(args.data))
     options = key_values(args.student_option, "--student-option")
-    model, _ = student_with(Path(args.run), options)
+    model, _ = load_model(Path(args.run) / "student", options=options)  # as it will fuse
     model.eval()
     mertens = fusionkit.create("method", "mertens")
     methods = {"mertens": mertens, "student": lambda x: fuse_with_model(model, x, work_size=WORK_SIZE)}
@@ -280,14 +279,6 @@ def score(args: argparse.Namespace) -> None:
     write_json(Path(args.run) / "validation.json", {**results, "student_options": options, "cpu": cpu_description()})
 
 
-def student_with(run: Path, options: dict) -> tuple[torch.nn.Module, dict]:
-    """A run's student with some of its options changed (those of how it fuses, such as ``shadow_fill``)."""
-    stem = run / "student"
-    recipe = read_recipe(stem)
-    recipe["options"].update(options)
-    return load_weights(stem, build_from_recipe(recipe, checkpoint_paths(stem)[0])), recipe
-
-
 def ship(args: argparse.Namespace) -> None:
     """Make a scored run's student the plugin's pretrained one, its JSON saying how it was made and how it scored."""
     run = Path(args.run)
@@ -296,7 +287,7 @@ def ship(args: argparse.Namespace) -> None:
         sys.exit(f"error: {scores} not found (run the score step first)")
     validation = json.loads(scores.read_text())
     options = validation.get("student_options", {})
-    model, recipe = student_with(run, options)
+    model, recipe = load_model(run / "student", options=options)
     rounded = lambda row: {key: round(value, 5) for key, value in row.items()}
     init, target = recipe["recipe"].get("init"), Path(args.to).with_suffix("")
     recipe["shipped"] = {

@@ -157,7 +157,7 @@ class WeightBlend(nn.Module):
         tracked = images.requires_grad or (isinstance(logits, Tensor) and logits.requires_grad)
         if not (torch.is_grad_enabled() and tracked):
             if self.refine is not None:
-                logits = self.refine(images, (logits(0, images.shape[-2]) if callable(logits) else logits).float(), self)
+                logits = self.refine(images, _whole(logits, images.shape[-2]).float(), self)
             fused = self._blend_rows(images, logits if callable(logits) else (lambda top, bottom: logits[..., top:bottom, :]))
         else:
             fused = self._blend_tracked(images, logits)
@@ -165,8 +165,7 @@ class WeightBlend(nn.Module):
 
     def _blend_tracked(self, images: Tensor, logits: Tensor | LogitRows) -> Tensor:
         """:meth:`forward` with gradients: whole-image weights."""
-        if callable(logits):
-            logits = logits(0, images.shape[-2])
+        logits = _whole(logits, images.shape[-2])
         prior = self.prior_weights(images) if self.prior == "mertens" else None
         weights = self.weights(images, logits, prior)
         if self.mode == "direct":
@@ -187,6 +186,11 @@ class WeightBlend(nn.Module):
 
         levels = 0 if self.mode == "direct" else self.levels
         return blend_rows(images, weights_of, levels, self.fine_levels or 0).clamp_(0, 1)
+
+
+def _whole(logits: Tensor | LogitRows, height: int) -> Tensor:
+    """Logits of every row: as given, or asked for all at once."""
+    return logits(0, height) if callable(logits) else logits
 
 
 def _tilted(prior: Tensor, tilt: Tensor | None) -> Tensor:
