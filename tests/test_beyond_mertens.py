@@ -121,6 +121,8 @@ def test_mef_opt_rejects_bad_options():
         fusionkit.create("method", "mef_opt", edge_weight=-1)
     with pytest.raises(fusionkit.FusionkitError, match="fine_levels"):
         fusionkit.create("method", "mef_opt", fine_levels=0)
+    with pytest.raises(fusionkit.FusionkitError, match="per_level"):
+        fusionkit.create("method", "mef_opt", per_level="yes")
 
 
 def test_student_without_distillation_trains_without_a_teacher(tmp_path):

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..colour import gray
 from ..errors import ComponentOptionError
-from .laplacian_blend import STRIP_ROWS, at_once, blend_rows, pyramid_blend, pyramid_levels
+from .laplacian_blend import STRIP_ROWS, LevelCorrection, at_once, blend_rows, pyramid_blend, pyramid_levels
 from .pyramid import laplacian
 from .shadow_fill import ShadowFill
 
@@ -27,8 +27,9 @@ PRIORS = ("mertens", "none")
 #: ``logits_of(top, bottom)`` -> logits (N, K, bottom - top, W) of rows top:bottom, so full-resolution
 #: logits need never exist (see :meth:`WeightBlend.forward`).
 LogitRows = Callable[[int, int], Tensor]
-#: ``refine(exposures, logits, blend)`` -> logits corrected for these exposures (a per-image optimisation).
-Refiner = Callable[[Tensor, Tensor, "WeightBlend"], Tensor]
+#: ``refine(exposures, logits, blend)`` -> a correction of the blend's weights at each pyramid level for these
+#: exposures (a per-image optimisation), or ``None`` to blend them as they are.
+Refiner = Callable[[Tensor, Tensor, "WeightBlend"], "LevelCorrection | None"]
 
 __all__ = ["WeightBlend", "mertens_weights", "pyramid_blend", "pyramid_levels"]
 
@@ -88,7 +89,7 @@ class WeightBlend(nn.Module):
     darkest exposure (0) to the brightest (``prior_shift``, a log weight), so a negative shift keeps
     more of the darker exposures' tones; ``shadow_fill`` mixes in the brightest exposure where the
     blend would leave black what it shows (:class:`ShadowFill`); ``refine``, when fusing without
-    gradients, corrects the logits for each image before they are used (``mef_opt``'s ascent, see
+    gradients, corrects the weights of each pyramid level for each image before they are used (``mef_opt``'s ascent, see
     ``refine_steps`` of the student presets); ``mode="pyramid"`` blends in a Laplacian pyramid,
     ``"direct"`` per pixel.
     """
@@ -147,23 +148,26 @@ class WeightBlend(nn.Module):
         rank = images.mean(dim=(2, 3, 4)).argsort(dim=1).argsort(dim=1)  # 0 for the darkest exposure
         return (rank.float() * (self.prior_shift / (k - 1))).exp()[..., None, None, None]
 
-    def forward(self, exposures: Tensor, logits: Tensor | LogitRows) -> Tensor:
-        """Fuse (N, K, 3, H, W) exposures by logits (N, K, H, W), or by ``logits_of(top, bottom)`` giving their rows.
+    def forward(self, exposures: Tensor, logits: Tensor | LogitRows, correction: LevelCorrection | None = None) -> Tensor:
+        """Fuse (N, K, 3, H, W) exposures by logits (N, K, H, W), or by ``logits_of(top, bottom)`` giving their rows,
+        the weights of each pyramid level corrected by ``correction`` (or by ``refine``'s, when fusing).
 
         Without gradients the photos are blended strip by strip (:func:`blend_rows`), asking for the
-        logits a strip at a time, so neither logits nor weights exist at full resolution.
+        logits a strip at a time, so neither logits nor weights exist at full resolution (unless refined).
         """
         images = exposures.float()
         tracked = images.requires_grad or (isinstance(logits, Tensor) and logits.requires_grad)
         if not (torch.is_grad_enabled() and tracked):
-            if self.refine is not None:
-                logits = self.refine(images, _whole(logits, images.shape[-2]).float(), self)
-            fused = self._blend_rows(images, logits if callable(logits) else (lambda top, bottom: logits[..., top:bottom, :]))
+            if self.refine is not None and correction is None:
+                logits = _whole(logits, images.shape[-2]).float()
+                correction = self.refine(images, logits, self)
+            logits_of = logits if callable(logits) else (lambda top, bottom: logits[..., top:bottom, :])
+            fused = self._blend_rows(images, logits_of, correction)
         else:
-            fused = self._blend_tracked(images, logits)
+            fused = self._blend_tracked(images, logits, correction)
         return fused if self.shadow_fill is None else self.shadow_fill(fused, images)
 
-    def _blend_tracked(self, images: Tensor, logits: Tensor | LogitRows) -> Tensor:
+    def _blend_tracked(self, images: Tensor, logits: Tensor | LogitRows, correction: LevelCorrection | None) -> Tensor:
         """:meth:`forward` with gradients: whole-image weights."""
         logits = _whole(logits, images.shape[-2])
         prior = self.prior_weights(images) if self.prior == "mertens" else None
@@ -171,9 +175,9 @@ class WeightBlend(nn.Module):
         if self.mode == "direct":
             return (images * weights).sum(dim=1).clamp(0, 1)
         coarse = prior if self.fine_levels is not None else None  # the prior keeps the coarse levels
-        return pyramid_blend(images, weights, self.levels, coarse, self.fine_levels or 0).clamp(0, 1)
+        return pyramid_blend(images, weights, self.levels, coarse, self.fine_levels or 0, correction).clamp(0, 1)
 
-    def _blend_rows(self, images: Tensor, logits_of: LogitRows) -> Tensor:
+    def _blend_rows(self, images: Tensor, logits_of: LogitRows, correction: LevelCorrection | None) -> Tensor:
         """:meth:`forward` without gradients: weights made strip by strip; the tilt and mean logits come from the whole image."""
         tilt = self.tilt(images) if self.prior == "mertens" else None
         logit_means = _mean_rows(logits_of, *images.shape[-2:]) if self.keep_balance else None
@@ -185,7 +189,7 @@ class WeightBlend(nn.Module):
             return weights, prior if self.fine_levels is not None else None  # the prior keeps the coarse levels
 
         levels = 0 if self.mode == "direct" else self.levels
-        return blend_rows(images, weights_of, levels, self.fine_levels or 0).clamp_(0, 1)
+        return blend_rows(images, weights_of, levels, self.fine_levels or 0, correction).clamp_(0, 1)
 
 
 def _whole(logits: Tensor | LogitRows, height: int) -> Tensor:

@@ -36,7 +36,7 @@ def build_student(
     ``keep_balance``, ``fine_levels``, ``prior_shift``, ``shadow_fill``: by default the learned weights choose
     the two finest pyramid levels' detail and Mertens' weights the tones; ``refine_steps=n``: when fusing,
     n steps of ``mef_opt``'s ascent, with the objective of the teacher the shipped student learned from, start
-    from the network's weights and correct them for each photo); the paper's ``kd_upsample``
+    from the network's weights and correct each pyramid level's for each photo); the paper's ``kd_upsample``
     regresses the image. ``num_inputs=None`` accepts any number of exposures (shared per-exposure network,
     see FusionNet).
     """
