@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import fusionkit
 from fusionkit.models import laplacian_blend
-from fusionkit.models.laplacian_blend import level_sizes, pyramid_blend, pyramid_levels
+from fusionkit.models.laplacian_blend import corrected_blend, level_sizes, pyramid_blend, pyramid_levels
 from tests.random_brackets import random_bracket
 
 CASES = [
@@ -87,3 +88,27 @@ def test_a_correction_that_picks_one_exposure_at_every_level_returns_it():
     with torch.no_grad():
         fused = pyramid_blend(exposures, weights, correction=pick_second)
     torch.testing.assert_close(fused, exposures[:, 1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("with_coarse, fine_levels", [(False, 0), (True, 2)])
+def test_corrected_blend_made_once_equals_the_blend_for_any_correction(with_coarse, fine_levels):
+    """``corrected_blend`` (bands made once, for an ascent) gives pyramid_blend's result for each correction it is given."""
+    exposures, weights, coarse = random_bracket(n=1, h=33, w=40, seed=4)
+    coarse = coarse if with_coarse else None
+    blend_of = corrected_blend(exposures, weights, coarse, None, fine_levels)
+    for seed in (1, 2):
+        correction, _ = random_correction(1, 3, (33, 40), seed)
+        with torch.no_grad():
+            expected = pyramid_blend(exposures, weights, None, coarse, fine_levels, correction)
+        torch.testing.assert_close(blend_of(correction), expected, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(blend_of(None), pyramid_blend(exposures, weights, None, coarse, fine_levels), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["tones", "qabf"])
+def test_a_losss_targets_made_once_give_its_loss(name):
+    """What ``mef_opt`` makes once per photo (``targets``) and scores each step against equals the loss itself."""
+    exposures, _, _ = random_bracket(n=1, h=40, w=48, seed=2)
+    fused = exposures.mean(dim=1)
+    loss = fusionkit.create("loss", name)
+    torch.testing.assert_close(loss.against(fused, *loss.targets(exposures)), loss(fused, exposures, None))

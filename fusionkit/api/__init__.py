@@ -45,7 +45,7 @@ from ..evaluation.metrics import psnr, ssim
 from ..inference.pipeline import fused_image, network_target, student_input
 from ..models import FusionNet, WeightBlend
 from ..models.blend import mertens_weights
-from ..models.laplacian_blend import LevelCorrection, blend_rows, level_sizes, pyramid_blend, pyramid_levels
+from ..models.laplacian_blend import LevelCorrection, blend_rows, corrected_blend, level_sizes, pyramid_blend, pyramid_levels
 from ..models.shadow_fill import ShadowFill, luma_floor
 from ..plugins import build_registry, get_registry, set_registry
 from ..runs.checkpoint import unwrap
@@ -69,7 +69,7 @@ __all__ = [
     "Method", "Metric", "Pretrained", "Recipe", "Student", "Teacher",
     # building blocks: networks and blends
     "FusionNet", "WeightBlend", "GRAY", "gray", "mertens_weights", "pyramid_blend", "blend_rows", "LevelCorrection",
-    "level_sizes", "pyramid_levels", "ShadowFill", "luma_floor",
+    "corrected_blend", "level_sizes", "pyramid_levels", "ShadowFill", "luma_floor",
     "WholeImagePool", "upsample_like", "fit_within",
     # building blocks: scores and losses
     "FunctionMetric", "psnr", "ssim", "mef_ssim", "mef_ssim_rgb", "MEF_SSIM_WINDOW", "MEF_SSIM_SCALE_WEIGHTS", "qabf", "QABF_CONSTANTS",

@@ -73,7 +73,7 @@ def pyramid_blend(
     if not torch.is_grad_enabled():
         return blend_rows(exposures, rows_of(weights, coarse_weights), levels, fine_levels, correction)
     if correction is not None:
-        return _blend_corrected(exposures, weights, coarse_weights, levels, fine_levels, correction)
+        return corrected_blend(exposures, weights, coarse_weights, levels, fine_levels)(correction)
     if not any(t.requires_grad for t in tracked):
         return blend_rows(exposures, rows_of(weights, coarse_weights), levels, fine_levels)
     bands: list[Tensor] = []
@@ -130,23 +130,34 @@ def _corrected(weights: Tensor, correction: LevelCorrection | None, level: int, 
     return scaled / scaled.sum(dim=1, keepdim=True)
 
 
-def _blend_corrected(
-    exposures: Tensor, weights: Tensor, coarse: Tensor | None, levels: int, fine_levels: int, correction: LevelCorrection
-) -> Tensor:
-    """:func:`pyramid_blend` with gradients and a level correction: all exposures down the pyramid together."""
+def corrected_blend(
+    exposures: Tensor, weights: Tensor, coarse: Tensor | None = None, levels: int | None = None, fine_levels: int = 0
+) -> Callable[[LevelCorrection | None], Tensor]:
+    """:func:`pyramid_blend` as a function of a level correction, with gradients (to the correction, and to the
+    exposures and weights where they need them): the exposures' bands and the weights' pyramid are made once, so an
+    ascent on the correction redoes only the weighting and the collapse. All exposures go down together."""
+    levels = pyramid_levels(*exposures.shape[-2:]) if levels is None else levels
+    learned_levels = levels + 1 if coarse is None else min(fine_levels, levels + 1)
     bands: list[Tensor] = []
+    level_weights: list[Tensor] = []
     image = exposures
     for level in range(levels + 1):
-        learned = coarse is None or level < fine_levels
-        level_weights = _corrected(weights, correction, level, 0, image.shape[-2]) if learned else coarse
+        level_weights.append(weights if level < learned_levels else coarse)
         if level < levels:
             smaller = pyr_down(image)
-            bands.append(((image - pyr_up(smaller, image.shape[-2:])) * level_weights).sum(dim=1))
-            image, weights = smaller, pyr_down(weights) if learned else weights
+            bands.append(image - pyr_up(smaller, image.shape[-2:]))
+            image, weights = smaller, pyr_down(weights) if level + 1 < learned_levels else weights
             coarse = None if coarse is None else pyr_down(coarse)
         else:
-            bands.append((image * level_weights).sum(dim=1))
-    return _collapse(bands)
+            bands.append(image)
+
+    def blend(correction: LevelCorrection | None) -> Tensor:
+        return _collapse([
+            (band * (_corrected(w, correction, level, 0, band.shape[-2]) if level < learned_levels else w)).sum(dim=1)
+            for level, (band, w) in enumerate(zip(bands, level_weights))
+        ])
+
+    return blend
 
 
 def _per_pixel_in_strips(exposures: Tensor, weights_of: WeightRows, fine_levels: int, correction: LevelCorrection | None) -> Tensor:

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 import fusionkit
 from fusionkit.api import (
-    MEF_SSIM_WINDOW, ComponentOptionError, LevelCorrection, WeightBlend, fit_within, level_sizes, pyramid_blend, pyramid_levels,
+    MEF_SSIM_WINDOW, ComponentOptionError, LevelCorrection, WeightBlend, corrected_blend, fit_within, level_sizes, pyramid_blend,
+    pyramid_levels,
 )
 
 from .base import FusionMethod
@@ -87,18 +88,20 @@ class MEFOpt(FusionMethod):
             base, coarse = prior_weights.log(), (None if fine_levels is None else prior_weights)  # logits z is added to
             if start is not None:
                 base = base + _resized(start.float(), size).clone()[:, :, None]  # clone: not an inference tensor
-            weights = torch.softmax(base, dim=1).detach()
+            with torch.no_grad():  # what does not change from step to step, made once
+                blend_of = corrected_blend(small, torch.softmax(base, dim=1), coarse, None, fine_levels or 0) if per_level else None
+                tone_targets, edge_targets = self.tones.targets(small), self.edges.targets(small)
             optimiser = torch.optim.Adam(grids, lr=self.lr)
             for _ in range(self.iterations):
                 if per_level:
-                    fused = pyramid_blend(small, weights, coarse_weights=coarse, fine_levels=fine_levels or 0, correction=_correction(grids, sizes))
+                    fused = blend_of(_correction(grids, sizes))
                 else:
                     fused = pyramid_blend(small, torch.softmax(_upsampled(grids[0], size)[:, :, None] + base, dim=1),
                                           coarse_weights=coarse, fine_levels=fine_levels or 0)
                 fused = fused.clamp(0, 1)
-                loss = self.mef_ssim(fused, small, None) + self.tone_weight * self.tones(fused, small, None)
+                loss = self.mef_ssim(fused, small, None) + self.tone_weight * self.tones.against(fused, *tone_targets)
                 if self.edge_weight:
-                    loss = loss + self.edge_weight * self.edges(fused, small, None)
+                    loss = loss + self.edge_weight * self.edges.against(fused, *edge_targets)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
