@@ -79,9 +79,9 @@ class MEFOpt(FusionMethod):
             small = fit_within(exposures.float().clone(), self.work_size)
             size = small.shape[-2:]
             fine_levels = blend.fine_levels
-            sizes = level_sizes(size, pyramid_levels(*size) + 1 if fine_levels is None else min(fine_levels, pyramid_levels(*size) + 1))
+            learned = pyramid_levels(*size) + 1 if fine_levels is None else min(fine_levels, pyramid_levels(*size) + 1)
+            sizes = level_sizes(size, learned if per_level else 1)  # one grid a learned level, or one shared grid
             grids = [_grid(small, level_size, max(self.cell >> level, 1)) for level, level_size in enumerate(sizes)]
-            grids = grids if per_level else grids[:1]
             if min(size) < MEF_SSIM_WINDOW:
                 return [grid.detach() for grid in grids]
             prior_weights = blend.prior_weights(small)
