@@ -61,6 +61,14 @@ class FusionHead(Protocol):
     def forward(self, bottleneck: Tensor, skip: Tensor | None = None) -> Tensor: ...
 
 
+def head_produces_weights(name: str) -> bool:
+    """Whether the registered fusion head ``name`` predicts per-exposure logits (``produces = "weights"``), which a
+    student blends the photographs by, rather than the image itself."""
+    import fusionkit
+
+    return getattr(fusionkit.component("fusion_head", name).factory, "produces", "image") == "weights"
+
+
 class DistillLoss(Protocol):
     """(student features, teacher features), each in network order -> a scalar tensor."""
 

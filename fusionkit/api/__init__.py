@@ -24,6 +24,7 @@ from ..contracts import (
     Recipe,
     Student,
     Teacher,
+    head_produces_weights,
 )
 from ..data import Bracket, DatasetLayoutError, SceneIndex, find_brackets, find_scenes
 from ..data.transforms import fit_within
@@ -65,7 +66,7 @@ __all__ = [
     "ComponentConflictError", "ComponentOptionError", "ContractError", "DatasetLayoutError", "FusionkitError",
     "FusionkitWarning", "UnknownComponentError", "param",
     # contracts, one per kind
-    "Align", "Alignment", "Attention", "Backbone", "BackboneOutput", "Dataset", "DistillLoss", "FusionHead", "Loss",
+    "Align", "Alignment", "Attention", "Backbone", "BackboneOutput", "Dataset", "DistillLoss", "FusionHead", "head_produces_weights", "Loss",
     "Method", "Metric", "Pretrained", "Recipe", "Student", "Teacher",
     # building blocks: networks and blends
     "FusionNet", "WeightBlend", "GRAY", "gray", "mertens_weights", "pyramid_blend", "blend_rows", "LevelCorrection",

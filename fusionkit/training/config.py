@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..contracts import head_produces_weights
 from ..errors import FusionkitError, param
 from ..inference.hardware import PRECISIONS
 
@@ -122,10 +123,8 @@ def _blends_weights(head: str | None) -> bool:
     recipe's student options are about; a head that regresses the image takes none of them."""
     if head is None:
         return True
-    import fusionkit
-
     try:
-        return getattr(fusionkit.component("fusion_head", head).factory, "produces", "image") == "weights"
+        return head_produces_weights(head)
     except FusionkitError:
         return True  # an unknown head: building the student says why
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fusionkit
-from fusionkit.api import ComponentOptionError, FusionNet, WeightBlend
+from fusionkit.api import ComponentOptionError, FusionNet, WeightBlend, head_produces_weights
 
 #: ``mef_opt``'s objective when it refines a student's weights: that of the teacher the shipped student
 #: was distilled from (docs/pretrained.md), MEF-SSIM with an edge term and a shadow floor.
@@ -41,7 +41,7 @@ def build_student(
     see FusionNet).
     """
     per_exposure = num_inputs is None
-    weights = getattr(fusionkit.component("fusion_head", head).factory, "produces", "image") == "weights"
+    weights = head_produces_weights(head)
     if per_exposure and not weights:
         raise ComponentOptionError(f"num_inputs=None (any number of exposures) needs a weight-map head, not {head!r}")
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
